@@ -1,0 +1,169 @@
+"""From a dataset name to a :class:`DataBundle`: load, validate, split, scale, rebalance.
+
+The order matters: scaling statistics and resampling see the training split only, so nothing
+about the validation or test samples leaks into training.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from sklearn.model_selection import train_test_split
+
+from deepworks.data.bundle import DataBundle, LazySplit, RawData, Split
+from deepworks.data.imbalance import resample
+from deepworks.data.validate import validate_raw
+from deepworks.errors import DataError
+from deepworks.registry import DATASETS
+
+DEFAULT_SPLIT = {"val": 0.1, "test": 0.2}
+
+
+def load_raw(name: str, options: dict[str, Any] | None = None, where: str = "data") -> RawData:
+    """Load a registered dataset by name, with its options checked against its signature."""
+    raw = DATASETS.build(name, options or {}, where=where)
+    validate_raw(raw)
+    return raw
+
+
+def split_indices(
+    y: np.ndarray, fractions: dict[str, float], seed: int, stratify: bool
+) -> dict[str, np.ndarray]:
+    """Seeded (stratified where possible) train/val/test index split."""
+    val, test = float(fractions.get("val", 0.0)), float(fractions.get("test", 0.0))
+    if val < 0 or test < 0 or val + test >= 1:
+        raise DataError(
+            f"data.split: val={val} and test={test} must be >= 0 and sum to less than 1"
+        )
+    n = len(y)
+    idx = np.arange(n)
+    out: dict[str, np.ndarray] = {}
+
+    def cut(indices: np.ndarray, size: float, name: str):
+        labels = y[indices] if stratify else None
+        if labels is not None and np.bincount(labels).min(initial=0) < 2:
+            labels = None  # a class with one sample cannot be stratified
+        k = round(size * len(indices)) if size < 1 else int(size)
+        if k == 0 and size > 0:
+            raise DataError(
+                f"data.split: the {name} split of {n} samples at {size} is empty; "
+                "use a larger fraction or more data"
+            )
+        try:
+            return train_test_split(indices, test_size=k, random_state=seed, stratify=labels)
+        except ValueError:  # too few samples per class for a stratified cut
+            return train_test_split(indices, test_size=k, random_state=seed)
+
+    rest = idx
+    if test > 0:
+        rest, out["test"] = cut(rest, test, "test")
+    if val > 0:
+        rest, out["val"] = cut(rest, val / (1 - test), "val")
+    if len(rest) == 0:
+        raise DataError(f"data.split: nothing is left for training out of {n} samples")
+    out["train"] = rest
+    return out
+
+
+def fit_scaler(x: np.ndarray, kind: str, is_image: bool) -> dict[str, Any] | None:
+    """Fit a standard / min-max scaler on training inputs: per feature, or per channel for images."""
+    if kind == "none":
+        return None
+    axes = (0, 2, 3) if is_image and x.ndim == 4 else (0,)
+    keep = is_image and x.ndim == 4
+    if kind == "standard":
+        shift = x.mean(axis=axes, keepdims=keep)
+        scale = x.std(axis=axes, keepdims=keep)
+    elif kind == "minmax":
+        shift = x.min(axis=axes, keepdims=keep)
+        scale = x.max(axis=axes, keepdims=keep) - shift
+    else:
+        raise DataError(f"data.scale: {kind!r} is not a scaling (choices: standard, minmax, none)")
+    scale = np.where(scale < 1e-8, 1.0, scale)  # constant features stay as they are
+    if keep:
+        shift, scale = shift[0], scale[0]  # (C, 1, 1)
+    return {"kind": kind, "shift": shift.tolist(), "scale": scale.tolist()}
+
+
+def _scaled(x: np.ndarray, scaler: dict[str, Any] | None) -> np.ndarray:
+    if scaler is None:
+        return x
+    return (x - np.asarray(scaler["shift"], np.float32)) / np.asarray(scaler["scale"], np.float32)
+
+
+def _split(x: np.ndarray, y: np.ndarray, task_type: str) -> Split:
+    y_dtype = torch.int64 if task_type == "classification" else torch.float32
+    return Split(
+        torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
+        torch.as_tensor(y, dtype=y_dtype),
+    )
+
+
+def load_dataset(
+    name: str = "digits",
+    *,
+    split: dict[str, float] | None = None,
+    seed: int = 0,
+    scale: str = "standard",
+    imbalance: str = "none",
+    stratify: bool = True,
+    **options: Any,
+) -> DataBundle:
+    """Load a dataset and return its train / val / test splits as tensors.
+
+    Args:
+        name: A registered dataset (``deepworks list datasets``): built-in (``digits``, ``iris``,
+            ...) or a file loader (``csv``, ``npz``, ``image_folder``) with its ``path``.
+        split: Fractions held out, e.g. ``{"val": 0.1, "test": 0.2}``; train gets the rest.
+        seed: Seed of the split and of resampling.
+        scale: "standard", "minmax" or "none", fitted on the training split only.
+        imbalance: "none", "oversample" or "undersample" the training split to balance classes.
+        stratify: Keep class proportions equal across splits (classification).
+        **options: Options of the dataset itself (``path``, ``target``, ``as_image``, ...).
+
+    Example:
+        >>> data = load_dataset("digits", split={"val": 0.1, "test": 0.2}, seed=0)
+        >>> data.train.x.shape
+        torch.Size([1293, 64])
+    """
+    raw = load_raw(name, options)
+    fractions = DEFAULT_SPLIT if split is None else split
+    classify = raw.task_type == "classification"
+    lazy = raw.dataset is not None
+    parts = split_indices(raw.y, fractions, seed, stratify and classify)
+
+    if lazy:
+        splits = {k: LazySplit.subset(raw, idx) for k, idx in parts.items()}
+        scaler = None
+    else:
+        scaler = fit_scaler(raw.x[parts["train"]].astype(np.float32), scale, raw.is_image)
+        splits = {}
+        for k, idx in parts.items():
+            x, y = _scaled(raw.x[idx].astype(np.float32), scaler), raw.y[idx]
+            if k == "train" and imbalance != "none":
+                if not classify:
+                    raise DataError(
+                        f"data.imbalance: {imbalance!r} needs class labels, but {raw.source} "
+                        "is a regression dataset; use imbalance: none"
+                    )
+                x, y = resample(x, y, imbalance, seed)
+            splits[k] = _split(x, y, raw.task_type)
+
+    num_classes = None
+    if classify:
+        num_classes = len(raw.class_names) if raw.class_names else int(raw.y.max()) + 1
+    return DataBundle(
+        name=raw.source or name,
+        train=splits["train"],
+        val=splits.get("val"),
+        test=splits.get("test"),
+        task_type=raw.task_type,
+        input_shape=raw.input_shape,
+        num_classes=num_classes,
+        class_names=raw.class_names or ([str(i) for i in range(num_classes)] if classify else None),
+        feature_names=raw.feature_names,
+        is_image=raw.is_image,
+        scaler=scaler,
+    )
