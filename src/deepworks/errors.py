@@ -58,6 +58,4 @@ def require(module: str, extra: str, command: str = "deepworks"):
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise MissingExtraError(
-            f"{command} needs {module}: pip install -e .[{extra}]"
-        ) from exc
+        raise MissingExtraError(f"{command} needs {module}: pip install -e .[{extra}]") from exc

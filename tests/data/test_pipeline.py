@@ -73,11 +73,6 @@ def test_same_seed_same_split_other_seed_other_split(ids_npz):
     assert not np.array_equal(np.sort(a[2]), np.sort(c[2]))
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.split_indices: np.bincount(labels).min(initial=0) is always 0, "
-    "so stratification is never applied",
-)
 def test_stratified_split_keeps_class_proportions(ids_npz):
     y = raw_labels(ids_npz)
     parts = split_indices(y, {"val": 0.1, "test": 0.2}, seed=3, stratify=True)
@@ -189,11 +184,6 @@ def test_split_fractions_must_leave_training_data():
         load_dataset("iris", split={"val": -0.1})
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="pipeline.split_indices: sklearn raises ValueError before the 'nothing is left "
-    "for training' check is reached",
-)
 def test_nothing_left_for_training(write_npz):
     path = write_npz(x=np.ones((3, 2)), y=np.array([0, 1, 0]))
     with pytest.raises(DataError, match="nothing is left for training"):

@@ -43,14 +43,18 @@ def split_indices(
 
     def cut(indices: np.ndarray, size: float, name: str):
         labels = y[indices] if stratify else None
-        if labels is not None and np.bincount(labels).min(initial=0) < 2:
-            labels = None  # a class with one sample cannot be stratified
+        if labels is not None:
+            counts = np.bincount(labels)
+            if counts[counts > 0].min() < 2:
+                labels = None  # a class with one sample cannot be stratified
         k = round(size * len(indices)) if size < 1 else int(size)
         if k == 0 and size > 0:
             raise DataError(
                 f"data.split: the {name} split of {n} samples at {size} is empty; "
                 "use a larger fraction or more data"
             )
+        if k >= len(indices):
+            raise DataError(f"data.split: nothing is left for training out of {n} samples")
         try:
             return train_test_split(indices, test_size=k, random_state=seed, stratify=labels)
         except ValueError:  # too few samples per class for a stratified cut
@@ -68,7 +72,7 @@ def split_indices(
 
 
 def fit_scaler(x: np.ndarray, kind: str, is_image: bool) -> dict[str, Any] | None:
-    """Fit a standard / min-max scaler on training inputs: per feature, or per channel for images."""
+    """Fit a standard / min-max scaler on training inputs: per feature, or per image channel."""
     if kind == "none":
         return None
     axes = (0, 2, 3) if is_image and x.ndim == 4 else (0,)
@@ -126,15 +130,53 @@ def load_dataset(
     Example:
         >>> data = load_dataset("digits", split={"val": 0.1, "test": 0.2}, seed=0)
         >>> data.train.x.shape
-        torch.Size([1293, 64])
+        torch.Size([1258, 64])
     """
     raw = load_raw(name, options)
     fractions = DEFAULT_SPLIT if split is None else split
     classify = raw.task_type == "classification"
-    lazy = raw.dataset is not None
     parts = split_indices(raw.y, fractions, seed, stratify and classify)
+    return make_bundle(raw, parts, name=name, seed=seed, scale=scale, imbalance=imbalance)
 
-    if lazy:
+
+def bundle_from_indices(
+    raw: RawData,
+    train_idx: np.ndarray,
+    test_idx: np.ndarray,
+    *,
+    val: float,
+    seed: int,
+    scale: str = "standard",
+    imbalance: str = "none",
+    stratify: bool = True,
+) -> DataBundle:
+    """A bundle with a given test set (a cross-validation fold); ``val`` is cut from the rest."""
+    classify = raw.task_type == "classification"
+    sub = split_indices(raw.y[train_idx], {"val": val}, seed, stratify and classify)
+    parts = {"train": train_idx[sub["train"]], "test": np.asarray(test_idx)}
+    if "val" in sub:
+        parts["val"] = train_idx[sub["val"]]
+    return make_bundle(raw, parts, name=raw.source, seed=seed, scale=scale, imbalance=imbalance)
+
+
+def make_bundle(
+    raw: RawData,
+    parts: dict[str, np.ndarray],
+    *,
+    name: str,
+    seed: int,
+    scale: str,
+    imbalance: str,
+) -> DataBundle:
+    """Scale (fitted on ``parts["train"]``), rebalance the train part and convert to tensors."""
+    classify = raw.task_type == "classification"
+    lazy = raw.dataset is not None
+    if lazy:  # pixels are read per batch: already in [0, 1], no resampling of files
+        if imbalance != "none":
+            raise DataError(
+                f"data.imbalance: {imbalance!r} is not supported with lazy: true; use "
+                "train.loss.class_weights: balanced instead"
+            )
         splits = {k: LazySplit.subset(raw, idx) for k, idx in parts.items()}
         scaler = None
     else:

@@ -1,0 +1,27 @@
+"""``deepworks list models|datasets|tasks|losses|optimizers|schedulers|callbacks``."""
+
+from __future__ import annotations
+
+import typer
+from rich.table import Table
+
+from deepworks.cli import app, out
+
+
+@app.command("list")
+def list_(
+    kind: str = typer.Argument("models", help="models, datasets, tasks, losses, optimizers, "
+                                              "schedulers or callbacks"),
+) -> None:
+    """List registered components with a one-line description."""
+    from deepworks.errors import ConfigError, unknown_choice
+    from deepworks.registry import REGISTRIES
+
+    if kind not in REGISTRIES:
+        raise ConfigError(unknown_choice("a registry", kind, REGISTRIES, "deepworks list"))
+    table = Table(title=kind, title_justify="left")
+    table.add_column("name", style="bold")
+    table.add_column("description")
+    for name, description in REGISTRIES[kind].items():
+        table.add_row(name, description)
+    out.print(table)

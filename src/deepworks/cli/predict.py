@@ -1,0 +1,60 @@
+"""``deepworks predict RUN INPUT``: predictions of a trained model for new inputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+import typer
+
+from deepworks.cli import app, out
+
+
+@app.command()
+def predict(
+    run: Path = typer.Argument(..., help="Run directory made by deepworks train"),
+    inputs: Path = typer.Argument(..., help="A .csv, .npz, image file or folder of images"),
+    output: Path = typer.Option(None, "--output", "-o", help="Write to this .csv or .json file"),
+    checkpoint: str = typer.Option("best", help="Checkpoint to load: best or last"),
+) -> None:
+    """Predict classes (with probabilities) or values for new inputs."""
+    from deepworks.config import read_yaml
+    from deepworks.data.inputs import read_inputs
+    from deepworks.errors import ConfigError
+    from deepworks.run import load_run_config
+    from deepworks.run import predict as predict_run
+    from deepworks.utils import atomic_write_text
+
+    if output is not None and output.suffix not in (".csv", ".json"):
+        raise ConfigError(f"--output {output}: use a .csv or .json file name")
+    cfg = load_run_config(run)
+    info_path = run / "data.json"
+    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    x, ids = read_inputs(inputs, info, cfg.data.kwargs)
+    preds, info = predict_run(run, x, which=checkpoint)
+    class_names = read_yaml(run / "config.yaml") and info.get("class_names")
+    rows = []
+    for i, sample in enumerate(ids):
+        row = {"id": sample}
+        pred = preds["y_pred"][i]
+        if "y_prob" in preds:
+            names = class_names or [str(k) for k in range(preds["y_prob"].shape[1])]
+            row["prediction"] = names[int(pred)]
+            row |= {f"p_{n}": round(float(p), 6) for n, p in zip(names, preds["y_prob"][i],
+                                                                  strict=True)}
+        else:
+            row["prediction"] = float(pred)
+        rows.append(row)
+    if output is not None and output.suffix == ".json":
+        atomic_write_text(output, json.dumps(rows, indent=1))
+        return
+    buf = io.StringIO()
+    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
+    writer.writeheader()
+    writer.writerows(rows)
+    if output is not None:
+        atomic_write_text(output, buf.getvalue())
+    else:
+        out.print(buf.getvalue(), end="", markup=False)

@@ -1,0 +1,42 @@
+"""``deepworks train CONFIG [--set k=v ...] [--out DIR]``."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import typer
+from rich.table import Table
+
+from deepworks.cli import app, out
+
+HEADLINE = ("accuracy", "f1_macro", "roc_auc", "loss", "r2", "rmse", "mae")
+
+
+def metrics_table(metrics: dict[str, float], title: str, prefixes=("test/", "val/")) -> Table:
+    """The headline metrics of a run as a rich table."""
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("value", justify="right")
+    for prefix in prefixes:
+        for name in HEADLINE:
+            key = prefix + name
+            if key in metrics:
+                table.add_row(key, f"{metrics[key]:.4f}")
+    return table
+
+
+@app.command()
+def train(
+    config: Path = typer.Argument(..., help="YAML run config, e.g. examples/digits_mlp.yaml"),
+    set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.epochs=5"),
+    out_dir: Path = typer.Option(None, "--out", help="Parent folder of the run (default: out)"),
+    quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
+) -> None:
+    """Train a model from a config; writes a run directory with metrics and a report."""
+    from deepworks.run import train as train_run
+
+    run = train_run(config, overrides=set_, out=out_dir, progress=False if quiet else None)
+    out.print(metrics_table(run.metrics, f"{run.config.name}: test metrics"))
+    out.print(f"run:    {run.dir}")
+    if (run.dir / "report.html").exists():
+        out.print(f"report: {run.dir / 'report.html'}")

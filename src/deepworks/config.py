@@ -1,0 +1,309 @@
+"""The schema of a run, loaded from YAML and overridable with ``--set key.path=value``.
+
+A run config has seven top-level keys::
+
+    name: digits_mlp
+    seed: 0
+    data:  {name: digits, split: {val: 0.1, test: 0.2}, scale: standard}
+    model: {name: mlp, hidden: [128, 64], dropout: 0.1}
+    task:  {name: classification}
+    train: {epochs: 30, batch_size: 64, optimizer: {name: adam, lr: 0.001}}
+    out: runs
+
+Fixed keys are validated by pydantic; the open sections (``data``, ``model``, ``task``, the
+optimizer, scheduler, loss and callbacks) take the keyword arguments of the component they name,
+checked against its signature. Every problem becomes one :class:`ConfigError` line that names the
+file, the key, the value, the choices and a close match.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from deepworks.errors import ConfigError, close_match
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid", validate_assignment=True)
+
+
+class Open(BaseModel):
+    """A section naming a registered component; extra keys are that component's arguments."""
+
+    model_config = ConfigDict(extra="allow")
+    name: str
+
+    @property
+    def kwargs(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class SplitConfig(Strict):
+    val: float = Field(0.1, ge=0, lt=1)
+    test: float = Field(0.2, ge=0, lt=1)
+
+
+class DataConfig(Open):
+    name: str = "digits"
+    split: SplitConfig = SplitConfig()
+    scale: Literal["standard", "minmax", "none"] = "standard"
+    imbalance: Literal["none", "oversample", "undersample"] = "none"
+    stratify: bool = True
+
+
+class ModelConfig(Open):
+    name: str = "mlp"
+
+
+class TaskConfig(Open):
+    name: str = "classification"
+
+
+class OptimizerConfig(Open):
+    name: str = "adam"
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+
+
+class SchedulerConfig(Open):
+    pass
+
+
+class LossConfig(Open):
+    name: str | None = None  # None: the task's default (cross_entropy / mse)
+    class_weights: Literal["balanced"] | list[float] | None = None
+
+
+class CallbackConfig(Open):
+    pass
+
+
+class EarlyStoppingConfig(Strict):
+    monitor: str = "val/loss"
+    patience: int = Field(10, ge=1)
+    mode: Literal["auto", "min", "max"] = "auto"
+    min_delta: float = Field(0.0, ge=0)
+    restore_best: bool = True
+
+
+class CheckpointConfig(Strict):
+    monitor: str = "val/loss"
+    mode: Literal["auto", "min", "max"] = "auto"
+    save_best: bool = True
+    save_last: bool = True
+
+
+class TrainConfig(Strict):
+    epochs: int = Field(20, ge=1)
+    max_steps: int | None = Field(None, ge=1)
+    batch_size: int = Field(64, ge=1)
+    eval_batch_size: int | None = Field(None, ge=1)
+    loader: Literal["auto", "tensor", "dataloader"] = "auto"
+    num_workers: int = Field(0, ge=0)
+    optimizer: OptimizerConfig = OptimizerConfig()
+    scheduler: SchedulerConfig | None = None
+    loss: LossConfig = LossConfig()
+    grad_clip_norm: float | None = Field(None, gt=0)
+    grad_clip_value: float | None = Field(None, gt=0)
+    accumulate: int = Field(1, ge=1)
+    l1: float = Field(0.0, ge=0)
+    l2: float = Field(0.0, ge=0)
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
+    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
+    compile: bool = False
+    deterministic: bool = False
+    early_stopping: EarlyStoppingConfig | None = None
+    checkpoint: CheckpointConfig | None = CheckpointConfig()
+    callbacks: list[CallbackConfig] = []
+    log_every_n_steps: int = Field(50, ge=1)
+    progress: bool = True
+
+
+class RunConfig(Strict):
+    name: str = "run"
+    seed: int = 0
+    data: DataConfig = DataConfig()
+    model: ModelConfig = ModelConfig()
+    task: TaskConfig = TaskConfig()
+    train: TrainConfig = TrainConfig()
+    out: str = "runs"
+
+
+def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
+    """Field names of the (nested) pydantic model reached by ``loc``, for 'did you mean'."""
+    for part in loc:
+        field = model.model_fields.get(part) if isinstance(part, str) else None
+        if field is None:
+            return list(model.model_fields)
+        ann = field.annotation
+        candidates = [ann, *getattr(ann, "__args__", ())]
+        nested = [c for c in candidates if isinstance(c, type) and issubclass(c, BaseModel)]
+        if not nested:
+            return list(model.model_fields)
+        model = nested[0]
+    return list(model.model_fields)
+
+
+def format_validation_error(exc: ValidationError, schema: type[BaseModel], where: str) -> str:
+    """The first pydantic error as one line: file, dotted key, value, problem, choices, hint."""
+    errors = exc.errors()
+    err = errors[0]
+    loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
+    key = ".".join(str(p) for p in loc)
+    prefix = f"{where}: {key}" if where else key
+    more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
+    if err["type"] == "extra_forbidden":
+        choices = _fields_at(schema, loc[:-1])
+        hint = close_match(str(loc[-1]), choices)
+        did_you_mean = f"; did you mean '{hint}'?" if hint else ""
+        return f"{prefix}: unknown key{did_you_mean} (choices: {', '.join(choices)}){more}"
+    value = err.get("input")
+    shown = f" {value!r}" if not isinstance(value, dict | list) else ""
+    msg = err["msg"]
+    if err["type"] == "literal_error":
+        expected = err.get("ctx", {}).get("expected", "")
+        options = [o.strip(" '") for o in expected.replace(" or ", ", ").split(",")]
+        hint = close_match(str(value), options)
+        did_you_mean = f"; did you mean '{hint}'?" if hint else ""
+        return (
+            f"{prefix}:{shown} is not allowed{did_you_mean} (choices: {', '.join(options)}){more}"
+        )
+    return f"{prefix}:{shown} is invalid: {msg[0].lower() + msg[1:]}{more}"
+
+
+def parse_overrides(overrides: list[str] | dict[str, Any] | None) -> dict[str, Any]:
+    """``["train.epochs=5", "model.hidden=[32]"]`` or a dict → {dotted key: parsed value}."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return dict(overrides)
+    parsed = {}
+    for item in overrides:
+        key, sep, text = item.partition("=")
+        if not sep or not key.strip():
+            raise ConfigError(f"--set {item!r}: expected KEY=VALUE, e.g. --set train.epochs=5")
+        try:
+            parsed[key.strip()] = yaml.safe_load(text) if text.strip() else None
+        except yaml.YAMLError as exc:
+            raise ConfigError(
+                f"--set {item!r}: the value is not valid YAML ({exc.problem})"
+            ) from exc
+    return parsed
+
+
+def apply_overrides(raw: dict[str, Any], overrides: dict[str, Any]) -> dict[str, Any]:
+    """Set each dotted key in a nested dict, creating sections as needed."""
+    for dotted, value in overrides.items():
+        node = raw
+        parts = dotted.split(".")
+        for part in parts[:-1]:
+            child = node.get(part)
+            if child is None:
+                child = node[part] = {}
+            elif not isinstance(child, dict):
+                raise ConfigError(f"--set {dotted}: '{part}' is a value ({child!r}), not a section")
+            node = child
+        node[parts[-1]] = value
+    return raw
+
+
+def read_yaml(path: str | Path) -> dict[str, Any]:
+    """Read a YAML mapping, with one-line errors for a missing, unreadable or malformed file."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"{path}: no such config file; pass the path of a YAML run config")
+    try:
+        raw = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from exc
+    except (OSError, UnicodeDecodeError) as exc:
+        raise ConfigError(f"{path}: cannot be read ({exc})") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: a run config must be a YAML mapping, got {type(raw).__name__}")
+    return raw
+
+
+def validate(schema: type[BaseModel], raw: dict[str, Any], where: str = "") -> Any:
+    """Validate ``raw`` against ``schema``, turning pydantic errors into one ConfigError line."""
+    try:
+        return schema.model_validate(raw)
+    except ValidationError as exc:
+        raise ConfigError(format_validation_error(exc, schema, where)) from exc
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | RunConfig,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> RunConfig:
+    """Load a run config from a YAML path or dict, apply overrides, validate and check names.
+
+    Example:
+        >>> cfg = load_config("examples/digits_mlp.yaml", ["train.epochs=5"])
+    """
+    if isinstance(source, RunConfig):
+        source = source.model_dump()
+    if isinstance(source, dict):
+        raw, where = dict(source), "config"
+    else:
+        raw, where = read_yaml(source), str(source)
+    raw = apply_overrides(_deep_copy(raw), parse_overrides(overrides))
+    config = validate(RunConfig, raw, where)
+    check_components(config, where)
+    return config
+
+
+def _deep_copy(obj: Any) -> Any:
+    if isinstance(obj, dict):
+        return {k: _deep_copy(v) for k, v in obj.items()}
+    if isinstance(obj, list):
+        return [_deep_copy(v) for v in obj]
+    return obj
+
+
+SCHED_FIXED = ("optimizer", "steps_per_epoch", "epochs")
+
+
+def check_components(config: RunConfig, where: str = "") -> None:
+    """Check every registered name and its arguments before anything runs."""
+    from deepworks.registry import (
+        CALLBACKS,
+        DATASETS,
+        LOSSES,
+        MODELS,
+        OPTIMIZERS,
+        SCHEDULERS,
+        TASKS,
+        check_kwargs,
+    )
+
+    pre = f"{where}: " if where else ""
+    t = config.train
+    sections = [
+        (DATASETS, config.data.name, config.data.kwargs, "data", ()),
+        (MODELS, config.model.name, config.model.kwargs, "model", ("in_features", "num_classes")),
+        (TASKS, config.task.name, config.task.kwargs, "task", ()),
+        (OPTIMIZERS, t.optimizer.name, t.optimizer.kwargs, "train.optimizer", ("params", "lr")),
+    ]
+    if t.scheduler is not None:
+        sections.append(
+            (SCHEDULERS, t.scheduler.name, t.scheduler.kwargs, "train.scheduler", SCHED_FIXED)
+        )
+    if t.loss.name is not None:
+        sections.append((LOSSES, t.loss.name, t.loss.kwargs, "train.loss", ("weight",)))
+    for i, cb in enumerate(t.callbacks):
+        sections.append((CALLBACKS, cb.name, cb.kwargs, f"train.callbacks.{i}", ()))
+    for registry, name, kwargs, key, fixed in sections:
+        factory = registry.get(name, where=f"{pre}{key}.name")
+        check_kwargs(factory, kwargs, f"{pre}{key}", dict.fromkeys(fixed))
+
+
+def dump_config(config: RunConfig) -> str:
+    """The resolved config as YAML, in schema order."""
+    return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

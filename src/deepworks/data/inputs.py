@@ -1,0 +1,87 @@
+"""Reading new inputs for ``predict``: a CSV with the training columns, an NPZ, or images."""
+
+from __future__ import annotations
+
+import csv as csvlib
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from deepworks.data.files import _read_image
+from deepworks.errors import DataError
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+
+
+def read_inputs(path: str | Path, info: dict[str, Any], data_options: dict[str, Any]):
+    """Inputs for a trained model from ``path``; returns (x (N, ...), sample ids).
+
+    Args:
+        path: A .csv (columns named like the training features), .npz (array ``x``), an image, or
+            a folder of images.
+        info: The run's ``data.json`` (feature names, input shape).
+        data_options: The run's ``data`` config options (image size, grayscale).
+    """
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no such file or folder; pass a .csv, .npz, image or folder")
+    if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
+        return _images(path, info, data_options)
+    if path.suffix.lower() == ".csv":
+        return _csv(path, info.get("feature_names"))
+    if path.suffix.lower() == ".npz":
+        return _npz(path)
+    raise DataError(f"{path}: unknown input type {path.suffix!r}; use .csv, .npz or an image")
+
+
+def _csv(path: Path, feature_names: list[str] | None):
+    with open(path, newline="") as f:
+        rows = list(csvlib.reader(f))
+    if len(rows) < 2:
+        raise DataError(f"{path}: no data rows; give a header line and one row per sample")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    columns = feature_names or header
+    missing = [c for c in columns if c not in header]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; the model was trained on "
+            f"{', '.join(columns)}"
+        )
+    index = [header.index(c) for c in columns]
+    x = np.empty((len(body), len(index)), np.float32)
+    for r, row in enumerate(body):
+        for j, i in enumerate(index):
+            try:
+                x[r, j] = float(row[i])
+            except (ValueError, IndexError) as exc:
+                cell = row[i] if i < len(row) else ""
+                raise DataError(
+                    f"{path}: line {r + 2}, column {columns[j]!r}: {cell!r} is not a number"
+                ) from exc
+    return x, [str(i) for i in range(len(x))]
+
+
+def _npz(path: Path):
+    try:
+        with np.load(path, allow_pickle=False) as f:
+            if "x" not in f:
+                raise DataError(f"{path}: no array 'x' (found: {', '.join(f.files)})")
+            x = f["x"]
+    except (OSError, ValueError) as exc:
+        raise DataError(f"{path}: not a readable .npz file ({exc})") from exc
+    return x.astype(np.float32), [str(i) for i in range(len(x))]
+
+
+def _images(path: Path, info: dict[str, Any], options: dict[str, Any]):
+    shape = info["input_shape"]
+    if len(shape) != 3:
+        raise DataError(f"{path}: the model takes feature vectors, not images; pass a .csv/.npz")
+    files = [path] if path.is_file() else sorted(
+        p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+    )
+    if not files:
+        raise DataError(f"{path}: no image files found")
+    mode = "L" if shape[0] == 1 else "RGB"
+    x = np.stack([_read_image(str(f), mode, (shape[1], shape[2])) for f in files])
+    return x, [str(f) for f in files]

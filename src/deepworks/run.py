@@ -1,0 +1,203 @@
+"""A run is a directory: ``train`` makes one, every later command reads one.
+
+``runs/<name>/`` holds ``config.yaml`` (resolved, including the model's inferred sizes),
+``data.json``, ``model.txt``, ``history.csv``/``.json``, ``metrics.json`` (flat keys such as
+``test/accuracy``), ``evaluation.json`` (confusion matrix, per-class metrics),
+``predictions.npz``, ``checkpoints/{best,last}/`` and ``report.html``.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+from deepworks.config import RunConfig, dump_config, load_config, read_yaml, validate
+from deepworks.data.bundle import DataBundle
+from deepworks.data.pipeline import load_dataset
+from deepworks.errors import CheckpointError, DeepworksError
+from deepworks.models.base import Model
+from deepworks.registry import MODELS, TASKS
+from deepworks.tasks.base import Task
+from deepworks.train.checkpoint import load_checkpoint
+from deepworks.train.trainer import EvalResult, FitResult, Trainer
+from deepworks.utils import atomic_write_bytes, atomic_write_text, new_run_dir, seed_everything
+
+
+@dataclass
+class Run:
+    """A finished (or loaded) run: its directory, config, metrics, model and history."""
+
+    dir: Path
+    config: RunConfig
+    metrics: dict[str, float]
+    model: torch.nn.Module | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    fit: FitResult | None = None
+
+
+def build_data(config: RunConfig) -> DataBundle:
+    d = config.data
+    return load_dataset(
+        d.name, split=d.split.model_dump(), seed=config.seed, scale=d.scale,
+        imbalance=d.imbalance, stratify=d.stratify, **d.kwargs,
+    )
+
+
+def build_task(config: RunConfig) -> Task:
+    return TASKS.build(config.task.name, config.task.kwargs, where="task")
+
+
+def build_model(config: RunConfig, data: DataBundle, task: Task) -> Model:
+    """The configured model with ``in_features`` / ``num_classes`` filled in from the data."""
+    kwargs = dict(config.model.kwargs)
+    kwargs.setdefault("in_features", data.num_features)
+    kwargs.setdefault("num_classes", task.num_outputs(data, config.train.loss))
+    model = MODELS.build(config.model.name, kwargs, where="model")
+    config.model = config.model.model_validate({"name": config.model.name} | _plain(model))
+    return model
+
+
+def _plain(model: torch.nn.Module) -> dict[str, Any]:
+    return model.get_config() if hasattr(model, "get_config") else {}
+
+
+def _write_json(path: Path, obj: Any) -> None:
+    atomic_write_text(path, json.dumps(obj, indent=1, default=float))
+
+
+def train(
+    config: str | Path | dict[str, Any] | RunConfig,
+    overrides: list[str] | dict[str, Any] | None = None,
+    out: str | Path | None = None,
+    progress: bool | None = None,
+) -> Run:
+    """Train from a config: data → model → Trainer.fit → test metrics → run directory + report.
+
+    Example:
+        >>> run = train("examples/digits_mlp.yaml", overrides={"train.epochs": 5})
+        >>> run.metrics["test/accuracy"], run.dir
+    """
+    cfg = load_config(config, overrides)
+    if progress is not None:
+        cfg.train.progress = progress
+    if out is not None:
+        cfg.out = str(out)
+    seed_everything(cfg.seed)
+    data = build_data(cfg)
+    task = build_task(cfg)
+    model = build_model(cfg, data, task)
+    run_dir = new_run_dir(cfg.out, cfg.name)
+    atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
+    _write_json(run_dir / "data.json", data.describe() | {"scaler": data.scaler})
+    n_params = sum(p.numel() for p in model.parameters())
+    atomic_write_text(run_dir / "model.txt", f"{model}\n\nparameters: {n_params:,}\n")
+
+    trainer = Trainer(cfg.train, run_dir=run_dir, seed=cfg.seed)
+    fit = trainer.fit(model, data, task)
+    metrics = {k: v for k, v in fit.metrics.items() if k.startswith("train/")}
+    metrics["train/samples_per_s"] = fit.samples_per_s
+    metrics["train/epochs"] = fit.epochs_run
+    if fit.best:
+        metrics[f"best/{fit.best['monitor']}"] = fit.best["value"]
+        metrics["best/epoch"] = fit.best["epoch"]
+    if data.val is not None:
+        metrics |= trainer.validate(model, data).metrics
+    if data.test is not None:
+        result = trainer.test(model, data)
+        metrics |= result.metrics
+        write_evaluation(run_dir, result, data)
+    _write_json(run_dir / "metrics.json", metrics)
+    _write_json(run_dir / "task.json", task.state())
+    write_report_safely(run_dir)
+    return Run(run_dir, cfg, metrics, model, fit.history, fit)
+
+
+def write_evaluation(run_dir: Path, result: EvalResult, data: DataBundle, split: str = "test"):
+    """``evaluation.json`` (details) and ``predictions.npz`` (and inputs, for images)."""
+    if result.details is not None:
+        _write_json(run_dir / "evaluation.json", {"split": split} | result.details)
+    arrays = dict(result.predictions)
+    if data.is_image:
+        arrays["x"] = getattr(data, split).x.numpy()
+    buf = io.BytesIO()
+    np.savez_compressed(buf, **arrays)
+    atomic_write_bytes(run_dir / "predictions.npz", buf.getvalue())
+
+
+def write_report_safely(run_dir: Path) -> Path | None:
+    from deepworks.report import write_report
+
+    return write_report(run_dir)
+
+
+# --- reading runs back ---------------------------------------------------------------------
+
+
+def load_run_config(run_dir: str | Path) -> RunConfig:
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise CheckpointError(f"{run_dir}: no such run directory; pass a folder made by train")
+    path = run_dir / "config.yaml"
+    if not path.is_file():
+        raise CheckpointError(f"{run_dir}: not a run directory (no config.yaml)")
+    return validate(RunConfig, read_yaml(path), str(path))
+
+
+def checkpoint_dir(run_dir: Path, which: str = "best") -> Path:
+    for name in (which, "last"):
+        path = run_dir / "checkpoints" / name
+        if path.is_dir():
+            return path
+    raise CheckpointError(f"{run_dir}: the run has no checkpoints; it did not finish an epoch")
+
+
+def load_run(run_dir: str | Path, which: str = "best") -> tuple[RunConfig, Model, Task]:
+    """Rebuild a run's model (weights from ``checkpoints/<which>``) and task."""
+    run_dir = Path(run_dir)
+    cfg = load_run_config(run_dir)
+    model = MODELS.build(cfg.model.name, cfg.model.kwargs, where=f"{run_dir}/config.yaml: model")
+    tensors, _ = load_checkpoint(checkpoint_dir(run_dir, which))
+    try:
+        model.load_state_dict(tensors["model"])
+    except (RuntimeError, KeyError) as exc:
+        raise CheckpointError(f"{run_dir}: the checkpoint does not fit the model config") from exc
+    task = build_task(cfg)
+    task_state = run_dir / "task.json"
+    if task_state.is_file():
+        task.load_state(json.loads(task_state.read_text()))
+    return cfg, model, task
+
+
+def evaluate(run_dir: str | Path, split: str = "test", which: str = "best") -> dict[str, float]:
+    """Re-evaluate a run's saved model on its (re-created, identical) data split."""
+    cfg, model, task = load_run(run_dir, which)
+    data = build_data(cfg)
+    trainer = Trainer(cfg.train.model_copy(update={"progress": False}), seed=cfg.seed)
+    trainer.task = task
+    task.setup(data, cfg.train.loss, trainer.device)
+    result = trainer._eval_split(model, data, split, None)
+    return result.metrics
+
+
+def predict(run_dir: str | Path, x: np.ndarray | torch.Tensor, which: str = "best"):
+    """Predictions of a run's model for raw inputs (scaled with the run's training scaler)."""
+    from deepworks.data.bundle import apply_scaler
+
+    run_dir = Path(run_dir)
+    cfg, model, task = load_run(run_dir, which)
+    info = json.loads((run_dir / "data.json").read_text())
+    x = apply_scaler(x, info.get("scaler"))
+    expected = tuple(info["input_shape"])
+    if tuple(x.shape[1:]) != expected:
+        raise DeepworksError(
+            f"input has samples of shape {tuple(x.shape[1:])}, the model expects {expected}"
+        )
+    trainer = Trainer(cfg.train.model_copy(update={"progress": False}), seed=cfg.seed)
+    trainer.task = task
+    return trainer.predict(model, x), info

@@ -1,0 +1,124 @@
+"""What a training step means. The Task owns the step; the Trainer owns the loop.
+
+A task turns a batch into a loss (``training_step``), knows its loss functions and how many outputs
+its model needs, turns gathered outputs into metrics (``evaluate``), and builds its optimizer and
+LR schedule (``configure_optimizers``). The Trainer calls these and does everything else once, for
+every task: devices, precision, compile, callbacks, checkpoints, logging.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from deepworks.config import LossConfig, TrainConfig
+from deepworks.data.bundle import DataBundle
+from deepworks.errors import ConfigError
+from deepworks.registry import LOSSES, OPTIMIZERS, SCHEDULERS
+
+
+class Task:
+    """Base task. Subclasses set ``losses`` (allowed names, the first is the default)."""
+
+    name = "task"
+    losses: tuple[str, ...] = ()
+
+    def __init__(self):
+        self.loss_fn: nn.Module | None = None
+        self.data_info: dict[str, Any] = {}
+
+    # --- set-up -----------------------------------------------------------------------------
+    def loss_name(self, loss: LossConfig) -> str:
+        name = loss.name or self.losses[0]
+        if name not in LOSSES:
+            LOSSES.get(name, where="train.loss.name")  # raises with choices and a close match
+        if name not in self.losses:
+            raise ConfigError(
+                f"train.loss.name: {name!r} does not fit the {self.name} task "
+                f"(choices: {', '.join(self.losses)})"
+            )
+        return name
+
+    def num_outputs(self, data: DataBundle, loss: LossConfig) -> int:
+        """Width of the model's output layer for this task and loss."""
+        return data.num_outputs
+
+    def setup(self, data: DataBundle, loss: LossConfig, device: torch.device) -> None:
+        """Build the loss for ``data`` (class weights need its training split)."""
+        self.data_info = data.describe() | {"class_names": data.class_names}
+        weight = self.class_weights(data, loss)
+        self.loss_fn = LOSSES.build(
+            self.loss_name(loss), loss.kwargs, where="train.loss", weight=weight
+        ).to(device)
+
+    def class_weights(self, data: DataBundle, loss: LossConfig) -> torch.Tensor | None:
+        if loss.class_weights is None:
+            return None
+        if data.task_type != "classification":
+            raise ConfigError("train.loss.class_weights: only classification has classes")
+        if loss.class_weights == "balanced":
+            return data.class_weights()
+        weights = torch.tensor(loss.class_weights, dtype=torch.float32)
+        if len(weights) != data.num_classes:
+            raise ConfigError(
+                f"train.loss.class_weights: {len(weights)} weights given for "
+                f"{data.num_classes} classes; give one per class or 'balanced'"
+            )
+        return weights
+
+    def state(self) -> dict[str, Any]:
+        """What ``predict`` needs besides the weights (e.g. target scaling), JSON-serializable."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        for key, value in state.items():
+            setattr(self, key, value)
+
+    def configure_optimizers(
+        self, model: nn.Module, train: TrainConfig, steps_per_epoch: int
+    ) -> tuple[torch.optim.Optimizer, Any, str | None]:
+        """(optimizer, scheduler or None, scheduler interval: "step" / "epoch" / "plateau")."""
+        from deepworks.train.optimizers import param_groups  # train imports tasks
+
+        opt = train.optimizer
+        groups = param_groups(model, opt.weight_decay)
+        optimizer = OPTIMIZERS.build(
+            opt.name, opt.kwargs, where="train.optimizer", params=groups, lr=opt.lr
+        )
+        if train.scheduler is None:
+            return optimizer, None, None
+        s = train.scheduler
+        scheduler, interval = SCHEDULERS.build(
+            s.name, s.kwargs, where="train.scheduler", optimizer=optimizer,
+            steps_per_epoch=steps_per_epoch, epochs=train.epochs,
+        )
+        return optimizer, scheduler, interval
+
+    # --- the step ---------------------------------------------------------------------------
+    def training_step(
+        self, model: nn.Module, x: torch.Tensor, y: torch.Tensor
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """Forward one batch; return (loss, outputs)."""
+        outputs = model(x)
+        return self.loss_fn(outputs, y), outputs
+
+    def batch_stats(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
+        """Per-batch sums kept on the device for cheap training metrics (None: no metrics)."""
+        return None
+
+    def stats_metrics(self, stats: torch.Tensor, num_samples: int) -> dict[str, float]:
+        return {}
+
+    # --- evaluation -------------------------------------------------------------------------
+    def evaluate(
+        self, outputs: torch.Tensor, y: torch.Tensor
+    ) -> tuple[dict[str, float], dict[str, Any] | None, dict[str, np.ndarray]]:
+        """From all outputs (N, ...) and targets of a split: (metrics, details, predictions)."""
+        raise NotImplementedError
+
+    def predict(self, outputs: torch.Tensor) -> dict[str, np.ndarray]:
+        """Outputs → {"y_pred": ..., "y_prob": ...} for ``predict`` and reports."""
+        raise NotImplementedError

@@ -1,0 +1,17 @@
+"""Callbacks (``deepworks list callbacks``): Lightning-style named hooks with state."""
+
+from deepworks.train.callbacks.base import Callback
+from deepworks.train.callbacks.early_stopping import EarlyStopping
+from deepworks.train.callbacks.history import HistoryLogger
+from deepworks.train.callbacks.lr_monitor import LRMonitor
+from deepworks.train.callbacks.model_checkpoint import ModelCheckpoint
+from deepworks.train.callbacks.progress import ProgressBar
+
+__all__ = [
+    "Callback",
+    "EarlyStopping",
+    "HistoryLogger",
+    "LRMonitor",
+    "ModelCheckpoint",
+    "ProgressBar",
+]

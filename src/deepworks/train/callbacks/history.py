@@ -1,0 +1,51 @@
+"""History logger: one row per epoch in ``history.csv`` and ``history.json`` of the run."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+from typing import Any
+
+from deepworks.registry import register_callback
+from deepworks.train.callbacks.base import Callback
+from deepworks.utils import atomic_write_text
+
+
+@register_callback("history")
+class HistoryLogger(Callback):
+    """Write every epoch's logs to CSV and JSON files in the run directory (rewritten atomically,
+    so a crash never leaves half a file).
+
+    Args:
+        filename: Base name of the files (``history`` → history.csv, history.json).
+    """
+
+    order = 100  # after every callback that adds to the logs
+
+    def __init__(self, filename: str = "history"):
+        self.filename = filename
+        self.rows: list[dict[str, Any]] = []
+
+    def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
+        self.rows.append(dict(logs))
+        if trainer.run_dir is not None:
+            self.write(Path(trainer.run_dir))
+
+    def write(self, run_dir: Path) -> None:
+        columns: list[str] = []
+        for row in self.rows:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(self.rows)
+        atomic_write_text(run_dir / f"{self.filename}.csv", buf.getvalue())
+        atomic_write_text(run_dir / f"{self.filename}.json", json.dumps(self.rows, indent=1))
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"rows": self.rows}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.rows = list(state["rows"])

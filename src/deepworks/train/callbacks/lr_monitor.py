@@ -1,0 +1,35 @@
+"""Learning-rate monitor: logs the LR (and momentum) of each optimizer param group."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from deepworks.registry import register_callback
+from deepworks.train.callbacks.base import Callback
+
+
+@register_callback("lr_monitor")
+class LRMonitor(Callback):
+    """Add ``lr`` (first param group) and ``lr/group{i}`` for other groups to the epoch logs.
+
+    Args:
+        log_momentum: Also log ``momentum`` (SGD) or ``beta1`` (Adam family).
+    """
+
+    order = -10  # before loggers and checkpoints read the logs
+
+    def __init__(self, log_momentum: bool = False):
+        self.log_momentum = log_momentum
+
+    def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
+        groups = trainer.optimizer.param_groups
+        logs["lr"] = groups[0]["lr"]
+        for i, group in enumerate(groups[1:], start=1):
+            if group["lr"] != groups[0]["lr"]:
+                logs[f"lr/group{i}"] = group["lr"]
+        if self.log_momentum:
+            g = groups[0]
+            if "momentum" in g:
+                logs["momentum"] = g["momentum"]
+            elif "betas" in g:
+                logs["beta1"] = g["betas"][0]

@@ -1,0 +1,197 @@
+"""Checkpoints as a directory: safetensors for tensors, JSON for everything else, a manifest of
+SHA-256 hashes, written atomically.
+
+Layout of one checkpoint::
+
+    checkpoints/epoch-0007/
+        model.safetensors      weights
+        optimizer.safetensors  optimizer (and scheduler) tensors
+        state.json             scalars: epoch, step, param groups, callback states, ...
+        manifest.json          {"files": {"model.safetensors": "<sha256>", ...}}
+
+Nothing is ever unpickled. The checkpoint is written into a temporary sibling directory, every file
+and the directory are fsynced, then the directory is renamed into place: a reader sees a complete
+checkpoint or none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load as st_load
+from safetensors.torch import save as st_save
+
+from deepworks.errors import CheckpointError
+from deepworks.utils import fsync_dir
+
+MANIFEST = "manifest.json"
+
+
+def split_tensors(obj: Any, prefix: str = "") -> tuple[Any, dict[str, torch.Tensor]]:
+    """Replace every tensor in a nested dict/list with ``{"__tensor__": key}``.
+
+    Returns the JSON-able skeleton and the tensors by key, so an optimizer's ``state_dict`` can go
+    to safetensors (tensors) + JSON (structure) without pickle.
+    """
+    tensors: dict[str, torch.Tensor] = {}
+
+    def walk(node: Any, path: str) -> Any:
+        if isinstance(node, torch.Tensor):
+            tensors[path] = node.detach().cpu().contiguous()
+            return {"__tensor__": path}
+        if isinstance(node, dict):
+            return {"__dict__": [[_key(k), walk(v, f"{path}.{k}")] for k, v in node.items()]}
+        if isinstance(node, list | tuple):
+            items = [walk(v, f"{path}.{i}") for i, v in enumerate(node)]
+            return {"__tuple__": items} if isinstance(node, tuple) else items
+        return node
+
+    return walk(obj, prefix or "t"), tensors
+
+
+def _key(k: Any) -> Any:
+    return k if isinstance(k, str | int | float | bool) or k is None else str(k)
+
+
+def join_tensors(skeleton: Any, tensors: dict[str, torch.Tensor]) -> Any:
+    """Inverse of :func:`split_tensors`."""
+    if isinstance(skeleton, dict):
+        if "__tensor__" in skeleton:
+            key = skeleton["__tensor__"]
+            if key not in tensors:
+                raise CheckpointError(f"checkpoint: tensor {key!r} is missing")
+            return tensors[key]
+        if "__tuple__" in skeleton:
+            return tuple(join_tensors(v, tensors) for v in skeleton["__tuple__"])
+        if "__dict__" in skeleton:
+            return {k: join_tensors(v, tensors) for k, v in skeleton["__dict__"]}
+        return {k: join_tensors(v, tensors) for k, v in skeleton.items()}
+    if isinstance(skeleton, list):
+        return [join_tensors(v, tensors) for v in skeleton]
+    return skeleton
+
+
+def sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def _write(path: Path, data: bytes) -> None:
+    with open(path, "wb") as f:
+        f.write(data)
+        f.flush()
+        os.fsync(f.fileno())
+
+
+def save_checkpoint(
+    path: str | Path,
+    tensors: dict[str, dict[str, torch.Tensor]],
+    state: dict[str, Any],
+) -> Path:
+    """Atomically write a checkpoint directory.
+
+    Args:
+        path: The checkpoint directory to create (replaced if it exists).
+        tensors: {file stem: {name: tensor}}, e.g. {"model": model.state_dict()}.
+        state: JSON-serializable scalars.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
+    try:
+        hashes = {}
+        for stem, named in tensors.items():
+            data = {k: v.detach().cpu().contiguous() for k, v in named.items()}
+            _write(tmp / f"{stem}.safetensors", st_save(data))
+        _write(tmp / "state.json", json.dumps(state, indent=1, default=_json_default).encode())
+        for f in sorted(tmp.iterdir()):
+            hashes[f.name] = sha256(f)
+        _write(tmp / MANIFEST, json.dumps({"files": hashes}, indent=1).encode())
+        fsync_dir(tmp)
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            shutil.rmtree(old, ignore_errors=True)
+            os.replace(path, old)
+            os.replace(tmp, path)
+            shutil.rmtree(old, ignore_errors=True)
+        else:
+            os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except OSError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise CheckpointError(
+            f"{path}: checkpoint could not be written ({exc.strerror or exc}); "
+            "earlier checkpoints are intact"
+        ) from exc
+    return path
+
+
+def _json_default(obj: Any) -> Any:
+    if isinstance(obj, torch.Tensor) and obj.numel() == 1:
+        return obj.item()
+    if hasattr(obj, "tolist"):
+        return obj.tolist()
+    raise TypeError(f"{type(obj).__name__} is not JSON-serializable")
+
+
+def verify_checkpoint(path: str | Path) -> dict[str, str]:
+    """Check that every file of the manifest exists and has its SHA-256; return the manifest."""
+    path = Path(path)
+    manifest_path = path / MANIFEST
+    if not manifest_path.is_file():
+        raise CheckpointError(f"{path}: not a checkpoint (no {MANIFEST})")
+    try:
+        files = json.loads(manifest_path.read_text())["files"]
+    except (ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{manifest_path}: unreadable manifest") from exc
+    for name, digest in files.items():
+        f = path / name
+        if not f.is_file():
+            raise CheckpointError(f"{f}: missing from the checkpoint")
+        if sha256(f) != digest:
+            raise CheckpointError(f"{f}: SHA-256 mismatch (corrupted or modified); not loaded")
+    return files
+
+
+def load_checkpoint(
+    path: str | Path, verify: bool = True
+) -> tuple[dict[str, dict[str, torch.Tensor]], dict[str, Any]]:
+    """Load a checkpoint directory: ({file stem: {name: tensor}}, state)."""
+    path = Path(path)
+    files = verify_checkpoint(path) if verify else {f.name: "" for f in path.iterdir()}
+    tensors = {}
+    for name in files:
+        if name.endswith(".safetensors"):
+            try:
+                tensors[name.removesuffix(".safetensors")] = st_load((path / name).read_bytes())
+            except (SafetensorError, OSError, ValueError) as exc:
+                raise CheckpointError(f"{path / name}: not a valid safetensors file") from exc
+    try:
+        state = json.loads((path / "state.json").read_text())
+    except (OSError, ValueError) as exc:
+        raise CheckpointError(f"{path / 'state.json'}: unreadable ({exc})") from exc
+    return tensors, state
+
+
+def load_weights(path: str | Path, model: torch.nn.Module) -> None:
+    """Load ``model.safetensors`` of a checkpoint into ``model`` (strict key and shape check)."""
+    tensors, _ = load_checkpoint(path)
+    if "model" not in tensors:
+        raise CheckpointError(f"{path}: the checkpoint has no model.safetensors")
+    try:
+        model.load_state_dict(tensors["model"])
+    except RuntimeError as exc:
+        first = str(exc).strip().splitlines()
+        detail = first[1].strip() if len(first) > 1 else first[0]
+        raise CheckpointError(f"{path}: weights do not fit the model ({detail})") from exc

@@ -1,0 +1,118 @@
+"""Learning-rate schedules by name.
+
+Each factory returns ``(scheduler, interval)``: "step" schedules advance after every optimizer
+step (smooth warmup / cosine / one-cycle curves), "epoch" ones after every epoch, and
+reduce_on_plateau after every validation with the monitored value.
+"""
+
+from __future__ import annotations
+
+import math
+
+from torch.optim import Optimizer, lr_scheduler
+
+from deepworks.registry import register_scheduler
+
+
+@register_scheduler("step")
+def step(
+    optimizer: Optimizer, steps_per_epoch: int, epochs: int, step_size: int = 10, gamma: float = 0.1
+):
+    """Multiply the LR by ``gamma`` every ``step_size`` epochs."""
+    return lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma), "epoch"
+
+
+@register_scheduler("exponential")
+def exponential(optimizer: Optimizer, steps_per_epoch: int, epochs: int, gamma: float = 0.95):
+    """Multiply the LR by ``gamma`` after every epoch."""
+    return lr_scheduler.ExponentialLR(optimizer, gamma=gamma), "epoch"
+
+
+@register_scheduler("cosine")
+def cosine(optimizer: Optimizer, steps_per_epoch: int, epochs: int, eta_min: float = 0.0):
+    """Cosine annealing from the initial LR to ``eta_min`` over the whole run."""
+    total = max(1, steps_per_epoch * epochs)
+    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=eta_min), "step"
+
+
+@register_scheduler("one_cycle")
+def one_cycle(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    max_lr: float | None = None,
+    pct_start: float = 0.25,
+    div_factor: float = 25.0,
+    final_div_factor: float = 1e4,
+):
+    """One-cycle policy (Smith): warm up to ``max_lr`` (default: the optimizer's lr), anneal."""
+    max_lr = max_lr or optimizer.param_groups[0]["lr"]
+    sched = lr_scheduler.OneCycleLR(
+        optimizer,
+        max_lr=max_lr,
+        total_steps=max(2, steps_per_epoch * epochs),
+        pct_start=pct_start,
+        div_factor=div_factor,
+        final_div_factor=final_div_factor,
+    )
+    return sched, "step"
+
+
+class WarmupThen:
+    """LR factor: linear warmup from ``start_factor`` to 1 over ``warmup`` steps, then constant,
+    cosine decay to ``min_factor`` or linear decay to ``min_factor`` over the remaining steps."""
+
+    def __init__(self, warmup: int, total: int, after: str, start_factor: float, min_factor: float):
+        self.warmup, self.total, self.after = warmup, total, after
+        self.start_factor, self.min_factor = start_factor, min_factor
+
+    def __call__(self, step: int) -> float:
+        if step < self.warmup:
+            return self.start_factor + (1 - self.start_factor) * step / self.warmup
+        progress = min(1.0, (step - self.warmup) / max(1, self.total - self.warmup))
+        if self.after == "cosine":
+            return self.min_factor + (1 - self.min_factor) * 0.5 * (
+                1 + math.cos(math.pi * progress)
+            )
+        if self.after == "linear":
+            return 1 - (1 - self.min_factor) * progress
+        return 1.0
+
+
+@register_scheduler("warmup")
+def warmup(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    warmup_steps: int | None = None,
+    warmup_epochs: float = 1.0,
+    after: str = "cosine",
+    start_factor: float = 0.01,
+    min_factor: float = 0.0,
+):
+    """Linear warmup (``warmup_steps`` or ``warmup_epochs``), then cosine, linear or constant."""
+    if after not in ("cosine", "linear", "constant"):
+        raise ValueError(f"after must be cosine, linear or constant, not {after!r}")
+    total = max(1, steps_per_epoch * epochs)
+    n = warmup_steps if warmup_steps is not None else round(warmup_epochs * steps_per_epoch)
+    fn = WarmupThen(max(1, n), total, after, start_factor, min_factor)
+    return lr_scheduler.LambdaLR(optimizer, fn), "step"
+
+
+@register_scheduler("reduce_on_plateau")
+def reduce_on_plateau(
+    optimizer: Optimizer,
+    steps_per_epoch: int,
+    epochs: int,
+    monitor: str = "val/loss",
+    mode: str = "min",
+    factor: float = 0.1,
+    patience: int = 5,
+    min_lr: float = 0.0,
+):
+    """Divide the LR by 1/``factor`` when ``monitor`` stops improving for ``patience`` epochs."""
+    sched = lr_scheduler.ReduceLROnPlateau(
+        optimizer, mode=mode, factor=factor, patience=patience, min_lr=min_lr
+    )
+    sched.monitor = monitor
+    return sched, "plateau"
