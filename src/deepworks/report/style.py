@@ -1,0 +1,99 @@
+"""The look shared by every report figure: colours, fonts, an off-screen figure, PNG encoding.
+
+Figures are built with the object API (:class:`matplotlib.figure.Figure` on an Agg canvas), never
+pyplot, so making a report touches no global state and leaks no open figures.
+"""
+
+from __future__ import annotations
+
+import base64
+import io
+from contextlib import contextmanager
+
+import matplotlib
+from matplotlib.backends.backend_agg import FigureCanvasAgg
+from matplotlib.figure import Figure
+
+TRAIN = "#2563eb"  # blue: everything measured on the training split
+VAL = "#ea580c"  # orange: validation split
+ACCENT = "#059669"  # green: learning rate, identity lines, correct
+WRONG = "#dc2626"  # red: residuals and mistakes
+GRID = "#e5e7eb"
+DPI = 100
+
+STYLE = {
+    "font.size": 10,
+    "axes.titlesize": 11,
+    "axes.titleweight": "bold",
+    "axes.labelsize": 10,
+    "axes.edgecolor": "#9ca3af",
+    "axes.spines.top": False,
+    "axes.spines.right": False,
+    "axes.grid": True,
+    "grid.color": GRID,
+    "grid.linewidth": 0.8,
+    "xtick.labelsize": 9,
+    "ytick.labelsize": 9,
+    "legend.fontsize": 9,
+    "legend.frameon": False,
+    "lines.linewidth": 1.8,
+    "figure.facecolor": "white",
+}
+
+# Metric names (or parts of names) where a smaller value is better; everything else is maximised.
+LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "error", "nll", "perplexity", "ece", "brier")
+
+
+@contextmanager
+def report_style():
+    """Apply the report's rcParams while figures are built (fonts, grid, spines)."""
+    with matplotlib.rc_context(STYLE):
+        yield
+
+
+def new_figure(width: float, height: float, constrained: bool = True) -> Figure:
+    """A white ``width`` x ``height`` inch figure on an Agg canvas.
+
+    Matplotlib's constrained layout places the axes unless ``constrained`` is False, in which
+    case the caller does (e.g. with ``subplots_adjust``).
+    """
+    fig = Figure(figsize=(width, height), dpi=DPI, layout="constrained" if constrained else None)
+    FigureCanvasAgg(fig)
+    return fig
+
+
+def fig_to_data_uri(fig: Figure, dpi: int = DPI) -> str:
+    """Render ``fig`` as PNG and return it as a ``data:image/png;base64,...`` URI."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi, facecolor="white", bbox_inches="tight", pad_inches=0.1)
+    return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def lower_is_better(metric: str) -> bool:
+    """Whether a smaller value of ``metric`` (e.g. ``val/loss``, ``val/mse``) is better."""
+    name = metric.rsplit("/", 1)[-1].lower()
+    return any(part in name for part in LOWER_IS_BETTER)
+
+
+_LABELS = {
+    "r2": "R²",
+    "mse": "MSE",
+    "mae": "MAE",
+    "rmse": "RMSE",
+    "auc": "AUC",
+    "roc": "ROC",
+    "f1": "F1",
+    "lr": "learning rate",
+    "nll": "NLL",
+    "ece": "ECE",
+}
+
+
+def metric_label(metric: str) -> str:
+    """A metric name for people, without its split: ``val/f1_macro`` -> ``F1 macro``.
+
+    Other examples: ``test/r2`` -> ``R²``, ``val/accuracy`` -> ``Accuracy``.
+    """
+    words = metric.rsplit("/", 1)[-1].split("_")
+    label = " ".join(_LABELS.get(w.lower(), w) for w in words)
+    return label[:1].upper() + label[1:]

@@ -1,0 +1,45 @@
+"""Render a report in headless Chromium and check the page is drawn (skipped without Chromium)."""
+
+from __future__ import annotations
+
+import shutil
+import subprocess
+
+import numpy as np
+import pytest
+from PIL import Image
+
+CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+
+
+@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+def test_report_renders_in_headless_chromium(report_of, tmp_path):
+    report, _ = report_of("images")
+    screenshot = tmp_path / "report.png"
+    command = [
+        CHROMIUM,
+        "--headless",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-quic",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        f"--user-data-dir={tmp_path / 'profile'}",
+        f"--screenshot={screenshot}",
+        "--window-size=1200,2000",
+        report.resolve().as_uri(),
+    ]
+    try:
+        subprocess.run(command, capture_output=True, timeout=60, check=False)
+    except subprocess.TimeoutExpired:
+        pytest.skip("chromium did not finish within 60 s")
+    assert screenshot.is_file(), "chromium wrote no screenshot"
+    pixels = np.asarray(Image.open(screenshot).convert("RGB"), dtype=np.float32)
+    assert pixels.shape[:2] == (2000, 1200)
+    assert pixels.std() > 20  # header, cards and plots, not a blank page
+    colors = np.unique(pixels[::8, ::8].reshape(-1, 3), axis=0)
+    assert len(colors) > 50
+    header = pixels[:60, :, :]  # the blue banner is drawn, so the inline CSS applied
+    assert header[..., 2].mean() > header[..., 0].mean() + 40
