@@ -94,7 +94,9 @@ class CheckpointConfig(Strict):
     monitor: str = "val/loss"
     mode: Literal["auto", "min", "max"] = "auto"
     save_best: bool = True
-    save_last: bool = True
+    every_n_epochs: int | None = Field(1, ge=1)
+    every_n_steps: int | None = Field(None, ge=1)
+    keep_last: int = Field(2, ge=1)
 
 
 class TrainConfig(Strict):
@@ -119,6 +121,7 @@ class TrainConfig(Strict):
     early_stopping: EarlyStoppingConfig | None = None
     checkpoint: CheckpointConfig | None = CheckpointConfig()
     callbacks: list[CallbackConfig] = []
+    on_nonfinite: Literal["stop", "skip_batch", "raise"] = "stop"
     log_every_n_steps: int = Field(50, ge=1)
     progress: bool = True
 
@@ -287,7 +290,7 @@ def check_components(config: RunConfig, where: str = "") -> None:
     t = config.train
     sections = [
         (DATASETS, config.data.name, config.data.kwargs, "data", ()),
-        (MODELS, config.model.name, config.model.kwargs, "model", ("in_features", "num_classes")),
+        (MODELS, config.model.name, config.model.kwargs, "model", ()),
         (TASKS, config.task.name, config.task.kwargs, "task", ()),
         (OPTIMIZERS, t.optimizer.name, t.optimizer.kwargs, "train.optimizer", ("params", "lr")),
     ]

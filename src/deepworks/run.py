@@ -20,11 +20,11 @@ import torch
 from deepworks.config import RunConfig, dump_config, load_config, read_yaml, validate
 from deepworks.data.bundle import DataBundle
 from deepworks.data.pipeline import load_dataset
-from deepworks.errors import CheckpointError, DeepworksError
+from deepworks.errors import CheckpointError, ConfigError, DeepworksError
 from deepworks.models.base import Model
 from deepworks.registry import MODELS, TASKS
 from deepworks.tasks.base import Task
-from deepworks.train.checkpoint import load_checkpoint
+from deepworks.train.checkpoint import CheckpointDir, load_checkpoint
 from deepworks.train.trainer import EvalResult, FitResult, Trainer
 from deepworks.utils import atomic_write_bytes, atomic_write_text, new_run_dir, seed_everything
 
@@ -44,8 +44,13 @@ class Run:
 def build_data(config: RunConfig) -> DataBundle:
     d = config.data
     return load_dataset(
-        d.name, split=d.split.model_dump(), seed=config.seed, scale=d.scale,
-        imbalance=d.imbalance, stratify=d.stratify, **d.kwargs,
+        d.name,
+        split=d.split.model_dump(),
+        seed=config.seed,
+        scale=d.scale,
+        imbalance=d.imbalance,
+        stratify=d.stratify,
+        **d.kwargs,
     )
 
 
@@ -72,37 +77,61 @@ def _write_json(path: Path, obj: Any) -> None:
 
 
 def train(
-    config: str | Path | dict[str, Any] | RunConfig,
+    config: str | Path | dict[str, Any] | RunConfig | None = None,
     overrides: list[str] | dict[str, Any] | None = None,
     out: str | Path | None = None,
     progress: bool | None = None,
+    resume: str | Path | None = None,
+    warn: Any = None,
 ) -> Run:
     """Train from a config: data → model → Trainer.fit → test metrics → run directory + report.
+
+    Args:
+        config: A YAML path, a dict or a RunConfig (not needed with ``resume``).
+        overrides: ``["train.epochs=5"]`` or ``{"train.epochs": 5}``.
+        out: Parent folder of the run directory (default: the config's ``out``).
+        progress: Show the progress bar (default: the config's ``train.progress``).
+        resume: A run directory to continue from its newest valid checkpoint.
+        warn: Called with a line for each checkpoint skipped on resume (default: ignore).
 
     Example:
         >>> run = train("examples/digits_mlp.yaml", overrides={"train.epochs": 5})
         >>> run.metrics["test/accuracy"], run.dir
     """
-    cfg = load_config(config, overrides)
+    checkpoint = None
+    if resume is not None:
+        if config is not None:
+            raise ConfigError("give a config or --resume RUN, not both (a run keeps its config)")
+        run_dir = Path(resume)
+        cfg = load_config(load_run_config(run_dir), overrides)
+        checkpoint = CheckpointDir(run_dir / "checkpoints").newest_valid(warn)
+    else:
+        if config is None:
+            raise ConfigError("no config given: pass a YAML run config, or --resume RUN")
+        cfg = load_config(config, overrides)
     if progress is not None:
         cfg.train.progress = progress
-    if out is not None:
+    if out is not None and resume is None:
         cfg.out = str(out)
     seed_everything(cfg.seed)
     data = build_data(cfg)
     task = build_task(cfg)
     model = build_model(cfg, data, task)
-    run_dir = new_run_dir(cfg.out, cfg.name)
+    if resume is None:
+        run_dir = new_run_dir(cfg.out, cfg.name)
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
-    _write_json(run_dir / "data.json", data.describe() | {"scaler": data.scaler})
+    info = data.describe() | {"scaler": data.scaler, "class_names": data.class_names}
+    _write_json(run_dir / "data.json", info | {"feature_names": data.feature_names})
     n_params = sum(p.numel() for p in model.parameters())
     atomic_write_text(run_dir / "model.txt", f"{model}\n\nparameters: {n_params:,}\n")
 
     trainer = Trainer(cfg.train, run_dir=run_dir, seed=cfg.seed)
-    fit = trainer.fit(model, data, task)
+    fit = trainer.fit(model, data, task, resume=checkpoint)
     metrics = {k: v for k, v in fit.metrics.items() if k.startswith("train/")}
     metrics["train/samples_per_s"] = fit.samples_per_s
     metrics["train/epochs"] = fit.epochs_run
+    if fit.stop_reason:
+        metrics["train/stopped_early"] = 1.0
     if fit.best:
         metrics[f"best/{fit.best['monitor']}"] = fit.best["value"]
         metrics["best/epoch"] = fit.best["epoch"]

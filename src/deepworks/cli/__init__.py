@@ -24,7 +24,7 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
-from deepworks.cli import crossval, evaluate, listing, predict, train  # noqa: E402, F401
+from deepworks.cli import checkpoint, crossval, evaluate, listing, predict, train  # noqa: E402, F401
 
 
 def main(argv: list[str] | None = None) -> None:

@@ -10,8 +10,9 @@ from deepworks.cli import app, out
 
 @app.command("list")
 def list_(
-    kind: str = typer.Argument("models", help="models, datasets, tasks, losses, optimizers, "
-                                              "schedulers or callbacks"),
+    kind: str = typer.Argument(
+        "models", help="models, datasets, tasks, losses, optimizers, schedulers or callbacks"
+    ),
 ) -> None:
     """List registered components with a one-line description."""
     from deepworks.errors import ConfigError, unknown_choice

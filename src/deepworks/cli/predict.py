@@ -20,7 +20,6 @@ def predict(
     checkpoint: str = typer.Option("best", help="Checkpoint to load: best or last"),
 ) -> None:
     """Predict classes (with probabilities) or values for new inputs."""
-    from deepworks.config import read_yaml
     from deepworks.data.inputs import read_inputs
     from deepworks.errors import ConfigError
     from deepworks.run import load_run_config
@@ -34,7 +33,7 @@ def predict(
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     x, ids = read_inputs(inputs, info, cfg.data.kwargs)
     preds, info = predict_run(run, x, which=checkpoint)
-    class_names = read_yaml(run / "config.yaml") and info.get("class_names")
+    class_names = info.get("class_names")
     rows = []
     for i, sample in enumerate(ids):
         row = {"id": sample}
@@ -42,8 +41,9 @@ def predict(
         if "y_prob" in preds:
             names = class_names or [str(k) for k in range(preds["y_prob"].shape[1])]
             row["prediction"] = names[int(pred)]
-            row |= {f"p_{n}": round(float(p), 6) for n, p in zip(names, preds["y_prob"][i],
-                                                                  strict=True)}
+            row |= {
+                f"p_{n}": round(float(p), 6) for n, p in zip(names, preds["y_prob"][i], strict=True)
+            }
         else:
             row["prediction"] = float(pred)
         rows.append(row)

@@ -7,7 +7,7 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from deepworks.cli import app, out
+from deepworks.cli import app, err, out
 
 HEADLINE = ("accuracy", "f1_macro", "roc_auc", "loss", "r2", "rmse", "mae")
 
@@ -27,15 +27,36 @@ def metrics_table(metrics: dict[str, float], title: str, prefixes=("test/", "val
 
 @app.command()
 def train(
-    config: Path = typer.Argument(..., help="YAML run config, e.g. examples/digits_mlp.yaml"),
+    config: Path = typer.Argument(None, help="YAML run config, e.g. examples/digits_mlp.yaml"),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.epochs=5"),
     out_dir: Path = typer.Option(None, "--out", help="Parent folder of the run (default: out)"),
+    resume: Path = typer.Option(
+        None,
+        "--resume",
+        help="Continue a run from its newest valid checkpoint (exactly where it stopped)",
+    ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
 ) -> None:
-    """Train a model from a config; writes a run directory with metrics and a report."""
+    """Train a model from a config; writes a run directory with metrics and a report.
+
+    Interrupted by SIGINT/SIGTERM, training finishes its step, writes a checkpoint and exits with
+    code 3; `deepworks train --resume RUN` continues it.
+    """
     from deepworks.run import train as train_run
 
-    run = train_run(config, overrides=set_, out=out_dir, progress=False if quiet else None)
+    def warn(line: str) -> None:
+        err.print(f"warning: {line}", markup=False)
+
+    run = train_run(
+        config,
+        overrides=set_,
+        out=out_dir,
+        progress=False if quiet else None,
+        resume=resume,
+        warn=warn,
+    )
+    if run.fit is not None and run.fit.stop_reason:
+        err.print(f"stopped: {run.fit.stop_reason}", markup=False)
     out.print(metrics_table(run.metrics, f"{run.config.name}: test metrics"))
     out.print(f"run:    {run.dir}")
     if (run.dir / "report.html").exists():

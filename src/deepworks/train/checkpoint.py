@@ -110,6 +110,7 @@ def save_checkpoint(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp"))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private
         hashes = {}
         for stem, named in tensors.items():
             data = {k: v.detach().cpu().contiguous() for k, v in named.items()}
@@ -195,3 +196,79 @@ def load_weights(path: str | Path, model: torch.nn.Module) -> None:
         first = str(exc).strip().splitlines()
         detail = first[1].strip() if len(first) > 1 else first[0]
         raise CheckpointError(f"{path}: weights do not fit the model ({detail})") from exc
+
+
+class CheckpointDir:
+    """The ``checkpoints/`` folder of a run: step directories plus ``last`` and ``best`` links.
+
+    ``checkpoints/step-00000120/`` holds one complete checkpoint; ``last`` and ``best`` are
+    symbolic links to step directories, switched with an atomic ``os.replace`` only after the
+    checkpoint they point to is complete. The newest ``keep_last`` step directories are kept, and
+    the one ``best`` points to is never pruned.
+    """
+
+    def __init__(self, root: str | Path, keep_last: int = 2):
+        self.root = Path(root)
+        self.keep_last = keep_last
+
+    def steps(self) -> list[Path]:
+        """Complete step directories, newest first."""
+        if not self.root.is_dir():
+            return []
+        dirs = [p for p in self.root.iterdir() if p.name.startswith("step-") and p.is_dir()]
+        return sorted(dirs, key=lambda p: p.name, reverse=True)
+
+    def target(self, link: str) -> Path | None:
+        path = self.root / link
+        return path.resolve() if path.is_symlink() or path.is_dir() else None
+
+    def point(self, link: str, target: Path) -> None:
+        """Atomically make ``root/link`` a symlink to ``target`` (a sibling directory)."""
+        tmp = self.root / f".{link}.link.tmp"
+        tmp.unlink(missing_ok=True)
+        os.symlink(target.name, tmp)
+        os.replace(tmp, self.root / link)
+        fsync_dir(self.root)
+
+    def save(self, step: int, write: Any, best: bool = False) -> Path:
+        """Write a checkpoint with ``write(path)`` as ``step-<step>``, then move the links."""
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f"step-{step:08d}"
+        write(path)
+        self.point("last", path)
+        if best:
+            self.point("best", path)
+        self.prune()
+        return path
+
+    def prune(self) -> None:
+        keep = {self.target("best"), self.target("last")}
+        for old in self.steps()[self.keep_last :]:
+            if old.resolve() not in keep:
+                shutil.rmtree(old, ignore_errors=True)
+        for stale in self.root.glob(".*.tmp"):  # left by a write that was killed
+            if stale.is_dir():
+                shutil.rmtree(stale, ignore_errors=True)
+
+    def newest_valid(self, warn: Any = None) -> Path:
+        """The newest checkpoint that verifies: ``last``, else older steps (each skip reported
+        through ``warn``). Raises :class:`CheckpointError` if none does."""
+        candidates = []
+        last = self.target("last")
+        if last is not None:
+            candidates.append(last)
+        candidates += [p for p in self.steps() if p.resolve() != last]
+        problems = []
+        for path in candidates:
+            try:
+                verify_checkpoint(path)
+            except CheckpointError as exc:
+                problems.append(str(exc))
+                if warn is not None:
+                    warn(f"skipping {path.name}: {exc}")
+                continue
+            if problems and warn is not None:
+                warn(f"resuming from {path.name}, the newest valid checkpoint")
+            return path
+        detail = f" ({problems[0]})" if problems else ""
+        raise CheckpointError(f"{self.root}: no valid checkpoint to resume from{detail}")

@@ -14,6 +14,8 @@ from __future__ import annotations
 
 import contextlib
 import math
+import signal
+import threading
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +28,7 @@ from torch import nn
 from deepworks.config import TrainConfig, validate
 from deepworks.data.batching import make_loader
 from deepworks.data.bundle import DataBundle, LazySplit, Split
-from deepworks.errors import ConfigError, DeepworksError
+from deepworks.errors import CheckpointError, ConfigError, DeepworksError
 from deepworks.registry import CALLBACKS, TASKS
 from deepworks.tasks.base import Task
 from deepworks.train.callbacks import (
@@ -37,7 +39,13 @@ from deepworks.train.callbacks import (
     ModelCheckpoint,
     ProgressBar,
 )
-from deepworks.train.checkpoint import save_checkpoint, split_tensors
+from deepworks.train.checkpoint import (
+    join_tensors,
+    load_checkpoint,
+    save_checkpoint,
+    split_tensors,
+)
+from deepworks.train.rng import get_rng_state, set_rng_state
 from deepworks.utils import resolve_device, seed_everything
 
 
@@ -92,6 +100,8 @@ class Trainer:
         self.callbacks: list[Callback] = []
         self.epoch = 0
         self.global_step = 0
+        self.batch_in_epoch = 0
+        self.batches_per_epoch = 0
         self.total_steps = 0
         self.should_stop = False
         self.stop_reason = ""
@@ -150,9 +160,18 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------
     def fit(
-        self, model: nn.Module, data: DataBundle, task: Task | str | dict = "classification"
+        self,
+        model: nn.Module,
+        data: DataBundle,
+        task: Task | str | dict = "classification",
+        resume: str | Path | None = None,
     ) -> FitResult:
-        """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch."""
+        """Train ``model`` on ``data.train``, validating on ``data.val`` after every epoch.
+
+        Args:
+            resume: A checkpoint directory to continue from, exactly: weights, optimizer,
+                scheduler, generators, callbacks and the position within the epoch.
+        """
         c = self.config
         seed_everything(self.seed, c.deterministic)
         self.task = self._build_task(task)
@@ -165,7 +184,8 @@ class Trainer:
         step_model = torch.compile(self.model) if c.compile else self.model
 
         train_loader = self.loader(data.train, train=True)
-        batches = len(train_loader)
+        self.sampler = train_loader.sampler
+        self.batches_per_epoch = batches = len(train_loader)
         steps_per_epoch = math.ceil(batches / c.accumulate)
         self.optimizer, self.scheduler, interval = self.task.configure_optimizers(
             self.model, c, steps_per_epoch
@@ -179,58 +199,67 @@ class Trainer:
         scaler = torch.amp.GradScaler(enabled=c.precision == "fp16" and self.device.type == "cuda")
         history: list[dict[str, Any]] = []
         samples, t_train = 0, 0.0
-        self.should_stop = False
+        self.should_stop, self.stop_reason = False, ""
+        self.epoch = self.global_step = self.batch_in_epoch = 0
+        self._running = self._fresh_running()
+        if resume is not None:
+            self._restore(resume)
 
         for cb in self.callbacks:
             cb.on_train_start(self)
+        signals = _SignalGuard()
         try:
-            for self.epoch in range(self.epoch, c.epochs):
+            while self.epoch < c.epochs and not self.should_stop:
                 for cb in self.callbacks:
                     cb.on_epoch_start(self)
                 self.model.train()
                 t0 = time.perf_counter()
-                running = torch.zeros((), device=self.device)
-                stats = None
-                seen = 0
-                for i, (x, y) in enumerate(train_loader):
-                    x, y = x.to(self.device, non_blocking=True), y.to(self.device, non_blocking=True)
+                running, stats, seen, counted = self._running
+                for i, (x, y) in enumerate(train_loader, start=self.batch_in_epoch):
+                    self.batch_in_epoch = i + 1
+                    x = x.to(self.device, non_blocking=True)
+                    y = y.to(self.device, non_blocking=True)
                     if channels_last and x.ndim == 4:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with self.autocast():
                         loss, outputs = self.task.training_step(step_model, x, y)
                     if penalized:
                         loss = loss + self._penalty(penalized)
+                    if not self._finite(loss, "loss"):
+                        if c.on_nonfinite == "skip_batch":
+                            self.optimizer.zero_grad(set_to_none=True)
+                            continue
+                        break
                     scaler.scale(loss / c.accumulate if c.accumulate > 1 else loss).backward()
                     running += loss.detach()
                     s = self.task.batch_stats(outputs.detach(), y)
                     if s is not None:
                         stats = s if stats is None else stats + s
                     seen += len(y)
+                    counted += 1
                     if (i + 1) % c.accumulate and i + 1 < batches:
                         continue
-                    self._optimizer_step(scaler)
+                    if not self._optimizer_step(scaler):
+                        if c.on_nonfinite == "skip_batch":
+                            continue
+                        break
                     if interval == "step":
                         self.scheduler.step()
                     self.global_step += 1
+                    self._running = (running, stats, seen, counted)
                     for cb in batch_end:
                         cb.on_batch_end(self, loss.detach())
+                    if signals.caught is not None:
+                        self._interrupted(signals.caught)
                     if c.max_steps and self.global_step >= c.max_steps:
                         self.should_stop = True
                         self.stop_reason = f"max_steps={c.max_steps} reached"
                         break
-                n_batches = i + 1
+                if self.stop_reason.startswith("non-finite"):
+                    break  # nothing of this epoch is logged or checkpointed
                 t_train += time.perf_counter() - t0
                 samples += seen
-                logs = {"epoch": self.epoch, "step": self.global_step}
-                logs["train/loss"] = float(running) / n_batches
-                if stats is not None:
-                    for k, v in self.task.stats_metrics(stats, seen).items():
-                        logs[f"train/{k}"] = v
-                if not math.isfinite(logs["train/loss"]):
-                    raise DeepworksError(
-                        f"training diverged: train/loss is {logs['train/loss']} in epoch "
-                        f"{self.epoch}; lower train.optimizer.lr or set train.grad_clip_norm"
-                    )
+                logs = self._epoch_logs(running, stats, seen, counted)
                 if data.val is not None and len(data.val):
                     val = self.evaluate(self.model, data.val)
                     logs |= {f"val/{k}": v for k, v in val.metrics.items()}
@@ -244,16 +273,19 @@ class Trainer:
                         raise ConfigError(f"train.scheduler.monitor: {monitor!r} is not logged")
                     self.scheduler.step(logs[monitor])
                 logs["time"] = round(t_train, 4)
+                self.batch_in_epoch = batches  # the checkpoint below resumes at the next epoch
                 for cb in self.callbacks:
                     cb.on_epoch_end(self, logs)
                 history.append(logs)
-                if self.should_stop:
-                    break
-            self.epoch += 1
+                self.epoch += 1
+                self.batch_in_epoch = 0
+                self._running = self._fresh_running()
         except BaseException as exc:
             for cb in self.callbacks:
                 cb.on_exception(self, exc)
             raise
+        finally:
+            signals.restore()
         for cb in self.callbacks:
             cb.on_train_end(self)
         return FitResult(
@@ -267,6 +299,56 @@ class Trainer:
             best=_best(self.callbacks),
         )
 
+    def _fresh_running(self) -> tuple:
+        """Per-epoch sums kept on the device: (loss, task stats, samples, batches)."""
+        return torch.zeros((), device=self.device), None, 0, 0
+
+    def _epoch_logs(self, running, stats, seen: int, n_batches: int) -> dict[str, Any]:
+        logs: dict[str, Any] = {"epoch": self.epoch, "step": self.global_step}
+        logs["train/loss"] = float(running) / max(1, n_batches)
+        if stats is not None:
+            for k, v in self.task.stats_metrics(stats, seen).items():
+                logs[f"train/{k}"] = v
+        return logs
+
+    def _finite(self, value: torch.Tensor, name: str) -> bool:
+        """Check a loss or gradient norm; on a non-finite value act per ``on_nonfinite``."""
+        if bool(torch.isfinite(value)):
+            return True
+        c = self.config
+        culprit = name
+        if name == "gradient norm":
+            culprit = next(
+                (
+                    f"gradient of {n}"
+                    for n, p in self.model.named_parameters()
+                    if p.grad is not None and not torch.isfinite(p.grad).all()
+                ),
+                "gradient",
+            )
+        message = (
+            f"non-finite {culprit} ({float(value.detach())}) at step {self.global_step + 1} "
+            f"(epoch {self.epoch}); the last checkpoint is the last finite state. "
+            "Lower train.optimizer.lr, set train.grad_clip_norm, or check the data"
+        )
+        if c.on_nonfinite == "raise":
+            raise NonFiniteError(message)
+        self.optimizer.zero_grad(set_to_none=True)
+        if c.on_nonfinite == "stop":
+            self.should_stop, self.stop_reason = True, message
+        return False
+
+    def _interrupted(self, signum: int) -> None:
+        """A signal arrived: the step is done; write a checkpoint and stop with exit code 3."""
+        saver = next((cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)), None)
+        path = saver.save(self) if saver is not None else None
+        name = signal.Signals(signum).name
+        where = f"checkpoint written to {path}" if path else "no checkpoint (checkpoint: null)"
+        raise TrainingInterrupted(
+            f"{name} received: stopped after step {self.global_step}, {where}; "
+            f"continue with: deepworks train --resume {self.run_dir}"
+        )
+
     def _penalty(self, params: list[torch.Tensor]) -> torch.Tensor:
         """L1 (sparsity, lasso) and L2 (ridge) penalties on the weights, added to the loss."""
         c = self.config
@@ -277,7 +359,8 @@ class Trainer:
             total = total + c.l2 * sum(p.pow(2).sum() for p in params)
         return total
 
-    def _optimizer_step(self, scaler: torch.amp.GradScaler) -> None:
+    def _optimizer_step(self, scaler: torch.amp.GradScaler) -> bool:
+        """Clip, step and reset gradients; False (no step) if the gradient norm is not finite."""
         c = self.config
         if c.grad_clip_norm or c.grad_clip_value:
             scaler.unscale_(self.optimizer)
@@ -285,10 +368,13 @@ class Trainer:
             if c.grad_clip_value:
                 torch.nn.utils.clip_grad_value_(params, c.grad_clip_value)
             if c.grad_clip_norm:
-                torch.nn.utils.clip_grad_norm_(params, c.grad_clip_norm)
+                norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip_norm)
+                if not scaler.is_enabled() and not self._finite(norm, "gradient norm"):
+                    return False
         scaler.step(self.optimizer)
         scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
+        return True
 
     # --- evaluation -------------------------------------------------------------------------
     @torch.inference_mode()
@@ -329,26 +415,113 @@ class Trainer:
         y = torch.zeros(len(x))
         return self.task.predict(self.outputs(model.to(self.device), Split(x, y)))
 
-    # --- checkpoints ------------------------------------------------------------------------
-    def save_checkpoint(self, path: str | Path, logs: dict[str, Any] | None = None) -> Path:
-        """Write model, optimizer and scheduler state and the loop position to ``path``."""
-        opt_skeleton, opt_tensors = split_tensors(self.optimizer.state_dict(), "optimizer")
-        sched = self.scheduler.state_dict() if self.scheduler is not None else None
-        sched_skeleton, sched_tensors = split_tensors(sched, "scheduler")
+    # --- checkpoints ---------------------------------------------------------------------
+    def save_checkpoint(self, path: str | Path) -> Path:
+        """Write everything a resumed run needs to ``path`` (see ``deepworks.train.checkpoint``).
+
+        Refuses to save non-finite weights, so the last checkpoint is always a finite state.
+        """
+        for name, p in self.model.state_dict().items():
+            if p.is_floating_point() and not torch.isfinite(p).all():
+                raise NonFiniteError(f"not saving a checkpoint: {name} has non-finite values")
+        done = self.batch_in_epoch >= self.batches_per_epoch
+        running, stats, seen, counted = self._running
         state = {
-            "epoch": self.epoch,
+            "epoch": self.epoch + 1 if done else self.epoch,
+            "batch_in_epoch": 0 if done else self.batch_in_epoch,
             "global_step": self.global_step,
-            "logs": logs or {},
-            "optimizer": opt_skeleton,
-            "scheduler": sched_skeleton,
+            "should_stop": self.should_stop,
+            "stop_reason": self.stop_reason,
+            "running": None if done else [running, stats, seen, counted],
+            "optimizer": self.optimizer.state_dict(),
+            "scheduler": self.scheduler.state_dict() if self.scheduler is not None else None,
+            "sampler": self.sampler.state_dict(),
+            "rng": get_rng_state(),
             "task": self.task.state(),
-            "callbacks": {type(cb).__name__: cb.state_dict() for cb in self.callbacks},
+            "callbacks": {k: cb.state_dict() for k, cb in _callback_keys(self.callbacks).items()},
+            "train_config": self.config.model_dump(mode="json"),
         }
+        skeleton, tensors = split_tensors(state, "state")
         return save_checkpoint(
-            path,
-            {"model": self.model.state_dict(), "optimizer": opt_tensors | sched_tensors},
-            state,
+            path, {"model": self.model.state_dict(), "state": tensors}, {"state": skeleton}
         )
+
+    def _restore(self, path: str | Path) -> None:
+        """Load a checkpoint written by :meth:`save_checkpoint` into the set-up loop."""
+        tensors, saved = load_checkpoint(path)
+        try:
+            state = join_tensors(saved["state"], tensors["state"])
+            self.model.load_state_dict(tensors["model"])
+            self.optimizer.load_state_dict(state["optimizer"])
+            if self.scheduler is not None and state["scheduler"] is not None:
+                self.scheduler.load_state_dict(state["scheduler"])
+        except (KeyError, RuntimeError, ValueError) as exc:
+            raise CheckpointError(
+                f"{path}: does not fit this model/optimizer ({str(exc).splitlines()[0]})"
+            ) from exc
+        saved_callbacks = state["callbacks"]
+        for key, cb in _callback_keys(self.callbacks).items():
+            if key in saved_callbacks:  # callbacks new to this run keep their initial state
+                cb.load_state_dict(saved_callbacks[key])
+        self.epoch, self.global_step = state["epoch"], state["global_step"]
+        self.batch_in_epoch = state["batch_in_epoch"]
+        self.should_stop, self.stop_reason = state["should_stop"], state["stop_reason"]
+        self.task.load_state(state["task"])
+        start = self.batch_in_epoch * self.config.batch_size
+        self.sampler.load_state_dict(state["sampler"], start=start)
+        if state["running"] is not None:
+            loss, stats, seen, counted = state["running"]
+            self._running = (loss.to(self.device), _to(stats, self.device), seen, counted)
+        set_rng_state(state["rng"])
+
+
+class NonFiniteError(DeepworksError):
+    """A loss, gradient or weight became NaN or infinite (``on_nonfinite: raise``)."""
+
+
+class TrainingInterrupted(DeepworksError):
+    """SIGINT / SIGTERM stopped training after a checkpoint was written (exit code 3)."""
+
+    exit_code = 3
+
+
+class _SignalGuard:
+    """Turn the first SIGINT / SIGTERM into a flag the loop checks after each step; a second
+    SIGINT interrupts at once. Only in the main thread (signal handlers cannot be set elsewhere)."""
+
+    def __init__(self):
+        self.caught: int | None = None
+        self.previous = {}
+        if threading.current_thread() is not threading.main_thread():
+            return
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            self.previous[sig] = signal.signal(sig, self._handle)
+
+    def _handle(self, signum, frame) -> None:
+        if self.caught is not None and signum == signal.SIGINT:
+            raise KeyboardInterrupt
+        self.caught = signum
+
+    def restore(self) -> None:
+        for sig, handler in self.previous.items():
+            signal.signal(sig, handler)
+
+
+def _callback_keys(callbacks: list[Callback]) -> dict[str, Callback]:
+    """Stable keys for callback states: class name, plus a counter for repeated classes."""
+    keys: dict[str, Callback] = {}
+    for cb in callbacks:
+        name = type(cb).__name__
+        key, n = name, 1
+        while key in keys:
+            n += 1
+            key = f"{name}#{n}"
+        keys[key] = cb
+    return keys
+
+
+def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:
+    return None if t is None else t.to(device)
 
 
 def _overrides(cb: Callback, hook: str) -> bool:

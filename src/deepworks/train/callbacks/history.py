@@ -22,7 +22,7 @@ class HistoryLogger(Callback):
         filename: Base name of the files (``history`` → history.csv, history.json).
     """
 
-    order = 100  # after every callback that adds to the logs
+    order = 40  # after callbacks that add to the logs, before checkpoints save its rows
 
     def __init__(self, filename: str = "history"):
         self.filename = filename

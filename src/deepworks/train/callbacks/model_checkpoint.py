@@ -1,4 +1,4 @@
-"""Model checkpoint: save the last epoch and the best one by a monitored metric."""
+"""Model checkpoint: save every N epochs and/or steps, keep the last k and the best."""
 
 from __future__ import annotations
 
@@ -7,39 +7,67 @@ from typing import Any
 
 from deepworks.registry import register_callback
 from deepworks.train.callbacks.base import Callback, improved, resolve_mode
+from deepworks.train.checkpoint import CheckpointDir
 
 
 @register_callback("model_checkpoint")
 class ModelCheckpoint(Callback):
-    """Write ``checkpoints/last`` after every epoch and ``checkpoints/best`` when ``monitor``
-    improves (safetensors, atomic; see ``deepworks.train.checkpoint``).
+    """Write complete, resumable checkpoints into ``<run>/checkpoints/`` (see
+    ``deepworks.train.checkpoint``): ``last`` links the newest, ``best`` the best by ``monitor``.
 
     Args:
         monitor: Value that decides the best epoch, e.g. "val/loss".
         mode: "min", "max" or "auto".
         save_best: Keep the best checkpoint.
-        save_last: Keep the last checkpoint.
+        every_n_epochs: Save after every n-th epoch (None: never at epoch ends).
+        every_n_steps: Also save every n optimizer steps, mid-epoch included.
+        keep_last: Number of most recent checkpoints kept (the best is kept besides).
     """
 
     order = 50
 
-    def __init__(self, monitor: str = "val/loss", mode: str = "auto", save_best: bool = True,
-                 save_last: bool = True):
+    def __init__(
+        self,
+        monitor: str = "val/loss",
+        mode: str = "auto",
+        save_best: bool = True,
+        every_n_epochs: int | None = 1,
+        every_n_steps: int | None = None,
+        keep_last: int = 2,
+    ):
         self.monitor, self.mode = monitor, resolve_mode(monitor, mode)
-        self.save_best, self.save_last = save_best, save_last
+        self.save_best = save_best
+        self.every_n_epochs, self.every_n_steps = every_n_epochs, every_n_steps
+        self.keep_last = keep_last
         self.best: float | None = None
         self.best_epoch = -1
+        self.dir: CheckpointDir | None = None
+
+    def on_train_start(self, trainer) -> None:
+        if trainer.run_dir is not None:
+            self.dir = CheckpointDir(Path(trainer.run_dir) / "checkpoints", self.keep_last)
+
+    def save(self, trainer, best: bool = False) -> Path | None:
+        """Save now (also used by the Trainer when a signal asks it to stop)."""
+        if self.dir is None:
+            return None
+        return self.dir.save(trainer.global_step, trainer.save_checkpoint, best=best)
+
+    def on_batch_end(self, trainer, loss) -> None:
+        due = self.every_n_steps and trainer.global_step % self.every_n_steps == 0
+        if due and trainer.batch_in_epoch < trainer.batches_per_epoch:  # epoch ends: see below
+            self.save(trainer)
 
     def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
-        if trainer.run_dir is None:
-            return
-        root = Path(trainer.run_dir) / "checkpoints"
         value = logs.get(self.monitor, logs.get("train/loss"))
-        if self.save_best and value is not None and improved(float(value), self.best, self.mode):
+        is_best = (
+            self.save_best and value is not None and improved(float(value), self.best, self.mode)
+        )
+        if is_best:
             self.best, self.best_epoch = float(value), int(logs["epoch"])
-            trainer.save_checkpoint(root / "best", logs)
-        if self.save_last:
-            trainer.save_checkpoint(root / "last", logs)
+        due = self.every_n_epochs and (int(logs["epoch"]) + 1) % self.every_n_epochs == 0
+        if is_best or due:
+            self.save(trainer, best=is_best)
 
     def state_dict(self) -> dict[str, Any]:
         return {"best": self.best, "best_epoch": self.best_epoch}
