@@ -232,14 +232,6 @@ def test_check_components_catches_bad_names_and_arguments(overrides, match):
     assert match in error(BASE, overrides)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/deepworks/config.py:301 check_components checks the loss arguments only when "
-    "train.loss.name "
-    "is set, so a typo with the task's default loss (label_smothing) passes load_config and fails "
-    "only in Trainer.fit, after the run directory was made; check them against the task's "
-    "default loss (TASKS.get(task).losses[0]) when the name is None",
-)
 def test_loss_arguments_are_checked_with_the_default_loss_too(tmp_path):
     assert "label_smothing" in error(BASE, ["train.loss.label_smothing=0.1"])
 

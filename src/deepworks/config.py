@@ -122,6 +122,7 @@ class TrainConfig(Strict):
     checkpoint: CheckpointConfig | None = CheckpointConfig()
     callbacks: list[CallbackConfig] = []
     on_nonfinite: Literal["stop", "skip_batch", "raise"] = "stop"
+    val_metrics: Literal["quick", "full"] = "quick"  # per-epoch validation: headline metrics
     log_every_n_steps: int = Field(50, ge=1)
     progress: bool = True
 
@@ -288,23 +289,24 @@ def check_components(config: RunConfig, where: str = "") -> None:
 
     pre = f"{where}: " if where else ""
     t = config.train
+    task = TASKS.get(config.task.name, where=f"{pre}task.name")
+    loss_name = t.loss.name or (getattr(task, "losses", None) or (None,))[0]
     sections = [
-        (DATASETS, config.data.name, config.data.kwargs, "data", ()),
-        (MODELS, config.model.name, config.model.kwargs, "model", ()),
-        (TASKS, config.task.name, config.task.kwargs, "task", ()),
-        (OPTIMIZERS, t.optimizer.name, t.optimizer.kwargs, "train.optimizer", ("params", "lr")),
+        (DATASETS, config.data.name, config.data, "data", ()),
+        (MODELS, config.model.name, config.model, "model", ()),
+        (TASKS, config.task.name, config.task, "task", ()),
+        (OPTIMIZERS, t.optimizer.name, t.optimizer, "train.optimizer", ("params", "lr")),
     ]
     if t.scheduler is not None:
-        sections.append(
-            (SCHEDULERS, t.scheduler.name, t.scheduler.kwargs, "train.scheduler", SCHED_FIXED)
-        )
-    if t.loss.name is not None:
-        sections.append((LOSSES, t.loss.name, t.loss.kwargs, "train.loss", ("weight",)))
+        sections.append((SCHEDULERS, t.scheduler.name, t.scheduler, "train.scheduler", SCHED_FIXED))
+    if loss_name is not None:
+        sections.append((LOSSES, loss_name, t.loss, "train.loss", ("weight",)))
     for i, cb in enumerate(t.callbacks):
-        sections.append((CALLBACKS, cb.name, cb.kwargs, f"train.callbacks.{i}", ()))
-    for registry, name, kwargs, key, fixed in sections:
+        sections.append((CALLBACKS, cb.name, cb, f"train.callbacks.{i}", ()))
+    for registry, name, section, key, fixed in sections:
         factory = registry.get(name, where=f"{pre}{key}.name")
-        check_kwargs(factory, kwargs, f"{pre}{key}", dict.fromkeys(fixed))
+        own = tuple(type(section).model_fields)
+        check_kwargs(factory, section.kwargs, f"{pre}{key}", dict.fromkeys(fixed), also=own)
 
 
 def dump_config(config: RunConfig) -> str:

@@ -89,12 +89,22 @@ def accepted_kwargs(factory: Callable) -> tuple[list[str], bool]:
     return names, varkw
 
 
-def check_kwargs(factory: Callable, kwargs: dict, where: str, fixed: dict | None = None) -> None:
-    """Raise a :class:`ConfigError` for a keyword ``factory`` does not accept."""
+def check_kwargs(
+    factory: Callable,
+    kwargs: dict,
+    where: str,
+    fixed: dict | None = None,
+    also: tuple[str, ...] = (),
+) -> None:
+    """Raise a :class:`ConfigError` for a keyword ``factory`` does not accept.
+
+    ``also`` names keys of the surrounding config section (``name``, ``split``, ...), offered as
+    choices and close matches but never passed to the factory.
+    """
     names, varkw = accepted_kwargs(factory)
     if varkw:
         return
-    allowed = [n for n in names if n not in (fixed or {})]
+    allowed = [n for n in also if n not in names] + [n for n in names if n not in (fixed or {})]
     for key in kwargs:
         if key not in allowed:
             hint = close_match(key, allowed)

@@ -117,15 +117,16 @@ def train(
     data = build_data(cfg)
     task = build_task(cfg)
     model = build_model(cfg, data, task)
+    trainer = Trainer(cfg.train, seed=cfg.seed)  # checks the device before anything is written
     if resume is None:
         run_dir = new_run_dir(cfg.out, cfg.name)
+    trainer.run_dir = run_dir
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     info = data.describe() | {"scaler": data.scaler, "class_names": data.class_names}
     _write_json(run_dir / "data.json", info | {"feature_names": data.feature_names})
     n_params = sum(p.numel() for p in model.parameters())
     atomic_write_text(run_dir / "model.txt", f"{model}\n\nparameters: {n_params:,}\n")
 
-    trainer = Trainer(cfg.train, run_dir=run_dir, seed=cfg.seed)
     fit = trainer.fit(model, data, task, resume=checkpoint)
     metrics = {k: v for k, v in fit.metrics.items() if k.startswith("train/")}
     metrics["train/samples_per_s"] = fit.samples_per_s
@@ -209,7 +210,7 @@ def evaluate(run_dir: str | Path, split: str = "test", which: str = "best") -> d
     data = build_data(cfg)
     trainer = Trainer(cfg.train.model_copy(update={"progress": False}), seed=cfg.seed)
     trainer.task = task
-    task.setup(data, cfg.train.loss, trainer.device)
+    task.setup(data, cfg.train.loss, trainer.device, model)
     result = trainer._eval_split(model, data, split, None)
     return result.metrics
 
@@ -221,12 +222,11 @@ def predict(run_dir: str | Path, x: np.ndarray | torch.Tensor, which: str = "bes
     run_dir = Path(run_dir)
     cfg, model, task = load_run(run_dir, which)
     info = json.loads((run_dir / "data.json").read_text())
-    x = apply_scaler(x, info.get("scaler"))
     expected = tuple(info["input_shape"])
-    if tuple(x.shape[1:]) != expected:
-        raise DeepworksError(
-            f"input has samples of shape {tuple(x.shape[1:])}, the model expects {expected}"
-        )
+    shape = tuple(np.shape(x)[1:])
+    if shape != expected:
+        raise DeepworksError(f"input has samples of shape {shape}, the model expects {expected}")
+    x = apply_scaler(x, info.get("scaler"))
     trainer = Trainer(cfg.train.model_copy(update={"progress": False}), seed=cfg.seed)
     trainer.task = task
     return trainer.predict(model, x), info

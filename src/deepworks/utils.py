@@ -59,7 +59,7 @@ def seed_everything(seed: int, deterministic: bool = False) -> None:
 
 
 def resolve_device(name: str) -> torch.device:
-    """"auto" → cuda, then mps, then cpu; an unavailable explicit device is a ConfigError."""
+    """ "auto" → cuda, then mps, then cpu; an unavailable explicit device is a ConfigError."""
     cuda = torch.cuda.is_available()
     mps = getattr(torch.backends, "mps", None) is not None and torch.backends.mps.is_available()
     if name == "auto":

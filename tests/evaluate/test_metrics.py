@@ -173,13 +173,6 @@ def test_lower_is_better(name):
     assert not higher_is_better(name)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/deepworks/evaluate/metrics.py:22 higher_is_better matches prefixes, so "
-    "'dice_loss' and "
-    "'iou_loss' (segmentation losses) count as higher-is-better and mode auto maximizes a "
-    "loss; return False first for leaves that end in 'loss'",
-)
 @pytest.mark.parametrize("name", ["val/dice_loss", "val/iou_loss", "val/f1_loss"])
 def test_losses_named_after_a_score_are_lower_is_better(name):
     assert not higher_is_better(name)

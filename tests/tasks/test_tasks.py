@@ -147,14 +147,6 @@ def test_softmax_output_model_trains_through_the_log_of_its_probabilities(iris):
     assert result.history[-1]["train/accuracy"] > 0.9
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/deepworks/tasks/classification.py:80 probabilities() applies softmax to the "
-    "outputs of a model "
-    "whose output_activation is softmax (probabilities already), so y_prob, val/loss and "
-    "log_loss are of softmax(p), squashed towards uniform; record model.output_kind in the task "
-    "(the unused self.outputs_probs) and use the outputs as probabilities (log for the loss)",
-)
 def test_softmax_output_model_evaluates_with_its_own_probabilities(iris):
     model = mlp(4, 3, output_activation="softmax")
     trainer = Trainer(epochs=20, batch_size=16, optimizer={"name": "adam", "lr": 0.03}, **FAST)

@@ -186,14 +186,6 @@ def test_first_checkpoint_failing_leaves_nothing(tmp_path, monkeypatch):
     assert list(tmp_path.iterdir()) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/deepworks/train/checkpoint.py:127 save_checkpoint moves the old checkpoint to "
-    ".<name>.old and "
-    "then renames the new one into place; if that second os.replace fails the except branch "
-    "removes only the temp dir, so <name> is gone although the error says 'earlier checkpoints "
-    "are intact'; move .<name>.old back (os.replace(old, path)) before raising",
-)
 def test_failing_rename_of_the_new_checkpoint_keeps_the_old_one(tmp_path, monkeypatch):
     path, twos = write_two(tmp_path)
     before = snapshot(path)

@@ -77,8 +77,10 @@ def _images(path: Path, info: dict[str, Any], options: dict[str, Any]):
     shape = info["input_shape"]
     if len(shape) != 3:
         raise DataError(f"{path}: the model takes feature vectors, not images; pass a .csv/.npz")
-    files = [path] if path.is_file() else sorted(
-        p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES
+    files = (
+        [path]
+        if path.is_file()
+        else sorted(p for p in path.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
     )
     if not files:
         raise DataError(f"{path}: no image files found")

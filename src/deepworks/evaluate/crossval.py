@@ -44,8 +44,14 @@ def crossval(
     for k, (train_idx, test_idx) in enumerate(splitter.split(np.zeros(len(raw.y)), raw.y)):
         seed_everything(cfg.seed + k)
         data = bundle_from_indices(
-            raw, train_idx, test_idx, val=cfg.data.split.val, seed=cfg.seed + k,
-            scale=cfg.data.scale, imbalance=cfg.data.imbalance, stratify=cfg.data.stratify,
+            raw,
+            train_idx,
+            test_idx,
+            val=cfg.data.split.val,
+            seed=cfg.seed + k,
+            scale=cfg.data.scale,
+            imbalance=cfg.data.imbalance,
+            stratify=cfg.data.stratify,
         )
         task = build_task(cfg)
         model = build_model(cfg.model_copy(deep=True), data, task)

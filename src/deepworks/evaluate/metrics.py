@@ -19,6 +19,8 @@ HIGHER_IS_BETTER = ("accuracy", "precision", "recall", "f1", "roc_auc", "r2", "i
 def higher_is_better(name: str) -> bool:
     """Whether a larger value of metric ``name`` (e.g. ``val/f1_macro``) is better."""
     leaf = name.rsplit("/", 1)[-1]
+    if leaf.endswith("loss") or leaf.endswith("error"):
+        return False
     return any(leaf.startswith(k) or f"_{k}" in leaf for k in HIGHER_IS_BETTER)
 
 
@@ -52,15 +54,25 @@ def classification_metrics(
     return {name: float(v) for name, v in out.items()}
 
 
+def headline_metrics(y_true: np.ndarray, prob: np.ndarray) -> dict[str, float]:
+    """Accuracy and macro F1 only: the cheap subset logged after every epoch."""
+    y_pred = np.asarray(prob).argmax(axis=1)
+    labels = np.arange(np.shape(prob)[1])
+    return {
+        "accuracy": float(skm.accuracy_score(y_true, y_pred)),
+        "f1_macro": float(
+            skm.f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)
+        ),
+    }
+
+
 def classification_details(
     y_true: np.ndarray, prob: np.ndarray, class_names: list[str]
 ) -> dict[str, Any]:
     """Confusion matrix and per-class precision / recall / F1 / support, for reports."""
     labels = np.arange(prob.shape[1])
     y_pred = np.asarray(prob).argmax(axis=1)
-    p, r, f, s = skm.precision_recall_fscore_support(
-        y_true, y_pred, labels=labels, zero_division=0
-    )
+    p, r, f, s = skm.precision_recall_fscore_support(y_true, y_pred, labels=labels, zero_division=0)
     return {
         "task_type": "classification",
         "class_names": list(class_names),

@@ -46,8 +46,11 @@ class Task:
         """Width of the model's output layer for this task and loss."""
         return data.num_outputs
 
-    def setup(self, data: DataBundle, loss: LossConfig, device: torch.device) -> None:
-        """Build the loss for ``data`` (class weights need its training split)."""
+    def setup(
+        self, data: DataBundle, loss: LossConfig, device: torch.device, model: nn.Module = None
+    ) -> None:
+        """Build the loss for ``data`` (class weights need its training split); ``model`` tells
+        what the model outputs."""
         self.data_info = data.describe() | {"class_names": data.class_names}
         weight = self.class_weights(data, loss)
         self.loss_fn = LOSSES.build(
@@ -92,8 +95,12 @@ class Task:
             return optimizer, None, None
         s = train.scheduler
         scheduler, interval = SCHEDULERS.build(
-            s.name, s.kwargs, where="train.scheduler", optimizer=optimizer,
-            steps_per_epoch=steps_per_epoch, epochs=train.epochs,
+            s.name,
+            s.kwargs,
+            where="train.scheduler",
+            optimizer=optimizer,
+            steps_per_epoch=steps_per_epoch,
+            epochs=train.epochs,
         )
         return optimizer, scheduler, interval
 
@@ -114,9 +121,12 @@ class Task:
 
     # --- evaluation -------------------------------------------------------------------------
     def evaluate(
-        self, outputs: torch.Tensor, y: torch.Tensor
+        self, outputs: torch.Tensor, y: torch.Tensor, full: bool = True
     ) -> tuple[dict[str, float], dict[str, Any] | None, dict[str, np.ndarray]]:
-        """From all outputs (N, ...) and targets of a split: (metrics, details, predictions)."""
+        """From all outputs (N, ...) and targets of a split: (metrics, details, predictions).
+
+        ``full=False`` (per-epoch validation) may compute only the headline metrics.
+        """
         raise NotImplementedError
 
     def predict(self, outputs: torch.Tensor) -> dict[str, np.ndarray]:

@@ -10,7 +10,11 @@ import torch
 from deepworks.config import LossConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError
-from deepworks.evaluate.metrics import classification_details, classification_metrics
+from deepworks.evaluate.metrics import (
+    classification_details,
+    classification_metrics,
+    headline_metrics,
+)
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
 
@@ -47,22 +51,23 @@ class Classification(Task):
             return 1
         return data.num_classes
 
-    def setup(self, data: DataBundle, loss: LossConfig, device: torch.device) -> None:
-        super().setup(data, loss, device)
+    def setup(self, data: DataBundle, loss: LossConfig, device: torch.device, model=None) -> None:
+        super().setup(data, loss, device, model)
         self.binary_logit = self.loss_name(loss) == "bce"
+        if model is not None:
+            self.outputs_probs = getattr(model, "output_kind", "logits") == "probs"
 
     def state(self) -> dict:
-        return {"binary_logit": self.binary_logit}
+        return {"binary_logit": self.binary_logit, "outputs_probs": self.outputs_probs}
 
-    def logits(self, model: torch.nn.Module, outputs: torch.Tensor) -> torch.Tensor:
+    def logits(self, outputs: torch.Tensor) -> torch.Tensor:
         """Models with a softmax output layer give probabilities; log turns them back into
-        logits up to a constant, which cross-entropy does not see."""
-        if getattr(model, "output_kind", "logits") == "probs":
-            return outputs.clamp_min(1e-12).log()
-        return outputs
+        logits up to a constant, which softmax and cross-entropy do not see."""
+        return outputs.clamp_min(1e-12).log() if self.outputs_probs else outputs
 
     def training_step(self, model, x, y):
-        outputs = self.logits(model, model(x))  # (B, K) or (B, 1)
+        self.outputs_probs = getattr(model, "output_kind", "logits") == "probs"
+        outputs = self.logits(model(x))  # (B, K) or (B, 1)
         return self.loss_fn(outputs, y), outputs
 
     def batch_stats(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
@@ -73,16 +78,19 @@ class Classification(Task):
         return {"accuracy": float(stats) / max(1, num_samples)}
 
     def probabilities(self, outputs: torch.Tensor) -> torch.Tensor:
-        outputs = outputs.float()
+        """Class probabilities (N, K) from what the model returned (logits or probabilities)."""
+        outputs = self.logits(outputs.float())
         if self.binary_logit:
             p = torch.sigmoid(outputs.reshape(-1))  # (N,)
             return torch.stack([1 - p, p], dim=1)  # (N, 2)
         return outputs.softmax(dim=-1)  # (N, K)
 
-    def evaluate(self, outputs, y):
+    def evaluate(self, outputs, y, full=True):
         prob = self.probabilities(outputs)
-        loss = float(self.loss_fn(outputs.to(prob.device), y.to(prob.device)))
+        loss = float(self.loss_fn(self.logits(outputs.float()), y.to(prob.device)))
         prob_np, y_np = prob.cpu().numpy(), y.cpu().numpy()
+        if not full:
+            return {"loss": loss} | headline_metrics(y_np, prob_np), None, {}
         metrics = {"loss": loss} | classification_metrics(y_np, prob_np, self.top_k)
         names = self.data_info.get("class_names") or [str(i) for i in range(prob.shape[1])]
         details: dict[str, Any] = classification_details(y_np, prob_np, names)

@@ -38,8 +38,8 @@ class Regression(Task):
             )
         return 1
 
-    def setup(self, data: DataBundle, loss: LossConfig, device: torch.device) -> None:
-        super().setup(data, loss, device)
+    def setup(self, data: DataBundle, loss: LossConfig, device: torch.device, model=None) -> None:
+        super().setup(data, loss, device, model)
         if self.standardize_target:
             y = data.train.y.double()
             self.y_mean, self.y_std = float(y.mean()), float(y.std()) or 1.0
@@ -54,7 +54,7 @@ class Regression(Task):
     def to_target_units(self, outputs: torch.Tensor) -> torch.Tensor:
         return outputs.float().reshape(len(outputs), -1).squeeze(-1) * self.y_std + self.y_mean
 
-    def evaluate(self, outputs, y):
+    def evaluate(self, outputs, y, full=True):
         pred = self.to_target_units(outputs)
         scaled = self.loss_fn(outputs.float().reshape(y.shape), (y - self.y_mean) / self.y_std)
         y_np, pred_np = y.cpu().numpy(), pred.cpu().numpy()

@@ -47,10 +47,13 @@ def one_cycle(
 ):
     """One-cycle policy (Smith): warm up to ``max_lr`` (default: the optimizer's lr), anneal."""
     max_lr = max_lr or optimizer.param_groups[0]["lr"]
+    total = max(4, steps_per_epoch * epochs)
+    # OneCycleLR needs at least one step in each phase: keep the warmup within [1.5, total - 1.5]
+    pct_start = min(max(pct_start, 1.5 / total), 1 - 1.5 / total)
     sched = lr_scheduler.OneCycleLR(
         optimizer,
         max_lr=max_lr,
-        total_steps=max(2, steps_per_epoch * epochs),
+        total_steps=total,
         pct_start=pct_start,
         div_factor=div_factor,
         final_div_factor=final_div_factor,

@@ -176,7 +176,7 @@ class Trainer:
         seed_everything(self.seed, c.deterministic)
         self.task = self._build_task(task)
         self.model = model.to(self.device)
-        self.task.setup(data, c.loss, self.device)
+        self.task.setup(data, c.loss, self.device, model)
         conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
         channels_last = conv and self.device.type == "cuda"
         if channels_last:
@@ -261,7 +261,7 @@ class Trainer:
                 samples += seen
                 logs = self._epoch_logs(running, stats, seen, counted)
                 if data.val is not None and len(data.val):
-                    val = self.evaluate(self.model, data.val)
+                    val = self.evaluate(self.model, data.val, full=c.val_metrics == "full")
                     logs |= {f"val/{k}": v for k, v in val.metrics.items()}
                     for cb in self.callbacks:
                         cb.on_validation_end(self, logs)
@@ -387,10 +387,10 @@ class Trainer:
                 outs.append(model(x.to(self.device, non_blocking=True)).float())
         return torch.cat(outs)
 
-    def evaluate(self, model: nn.Module, split: Split | LazySplit) -> EvalResult:
-        """Loss and metrics of ``model`` on one split."""
+    def evaluate(self, model: nn.Module, split: Split | LazySplit, full: bool = True) -> EvalResult:
+        """Loss and metrics of ``model`` on one split (``full=False``: headline metrics only)."""
         out = self.outputs(model, split)
-        metrics, details, preds = self.task.evaluate(out, split.y.to(out.device))
+        metrics, details, preds = self.task.evaluate(out, split.y.to(out.device), full)
         return EvalResult(metrics, details, preds)
 
     def validate(self, model: nn.Module, data: DataBundle, task: Task | str | None = None):
@@ -405,7 +405,7 @@ class Trainer:
             raise DeepworksError(f"data.split.{name}: the dataset has no {name} split; set one")
         if task is not None or self.task is None:
             self.task = self._build_task(task or data.task_type)
-            self.task.setup(data, self.config.loss, self.device)
+            self.task.setup(data, self.config.loss, self.device, model)
         result = self.evaluate(model.to(self.device), split)
         result.metrics = {f"{name}/{k}": v for k, v in result.metrics.items()}
         return result

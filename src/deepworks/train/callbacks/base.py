@@ -43,7 +43,7 @@ class Callback:
 
 
 def resolve_mode(monitor: str, mode: str) -> str:
-    """"min" or "max" for ``monitor`` when ``mode`` is "auto" (losses down, accuracies up)."""
+    """ "min" or "max" for ``monitor`` when ``mode`` is "auto" (losses down, accuracies up)."""
     if mode != "auto":
         return mode
     from deepworks.evaluate.metrics import higher_is_better

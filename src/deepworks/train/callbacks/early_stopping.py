@@ -22,8 +22,14 @@ class EarlyStopping(Callback):
         restore_best: Put the best epoch's weights back into the model at the end.
     """
 
-    def __init__(self, monitor: str = "val/loss", patience: int = 10, mode: str = "auto",
-                 min_delta: float = 0.0, restore_best: bool = True):
+    def __init__(
+        self,
+        monitor: str = "val/loss",
+        patience: int = 10,
+        mode: str = "auto",
+        min_delta: float = 0.0,
+        restore_best: bool = True,
+    ):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
         self.mode = resolve_mode(monitor, mode)
         self.restore_best = restore_best

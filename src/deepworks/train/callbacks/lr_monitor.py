@@ -21,8 +21,12 @@ class LRMonitor(Callback):
     def __init__(self, log_momentum: bool = False):
         self.log_momentum = log_momentum
 
+    def on_epoch_start(self, trainer) -> None:
+        # the LR the epoch trains with; epoch schedulers step before on_epoch_end
+        self.groups = [dict(g, params=None) for g in trainer.optimizer.param_groups]
+
     def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
-        groups = trainer.optimizer.param_groups
+        groups = self.groups
         logs["lr"] = groups[0]["lr"]
         for i, group in enumerate(groups[1:], start=1):
             if group["lr"] != groups[0]["lr"]:

@@ -59,10 +59,11 @@ class ModelCheckpoint(Callback):
             self.save(trainer)
 
     def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
-        value = logs.get(self.monitor, logs.get("train/loss"))
-        is_best = (
-            self.save_best and value is not None and improved(float(value), self.best, self.mode)
-        )
+        monitor, mode = self.monitor, self.mode
+        if monitor not in logs:  # e.g. val/accuracy without a validation split
+            monitor, mode = "train/loss", "min"
+        value = logs.get(monitor)
+        is_best = self.save_best and value is not None and improved(float(value), self.best, mode)
         if is_best:
             self.best, self.best_epoch = float(value), int(logs["epoch"])
         due = self.every_n_epochs and (int(logs["epoch"]) + 1) % self.every_n_epochs == 0

@@ -27,8 +27,11 @@ class ProgressBar(Callback):
         show: Metrics shown after each epoch, besides the loss.
     """
 
-    def __init__(self, refresh_every: int = 50, show: tuple[str, ...] = ("val/loss", "val/accuracy",
-                                                                         "val/r2")):
+    def __init__(
+        self,
+        refresh_every: int = 50,
+        show: tuple[str, ...] = ("val/loss", "val/accuracy", "val/r2"),
+    ):
         self.refresh_every, self.show = refresh_every, tuple(show)
         self.progress: Progress | None = None
         self.task_id = None
@@ -36,10 +39,15 @@ class ProgressBar(Callback):
 
     def on_train_start(self, trainer) -> None:
         self.progress = Progress(
-            TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TimeElapsedColumn(), TextColumn("eta"), TimeRemainingColumn(),
+            TextColumn("[bold]{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TimeElapsedColumn(),
+            TextColumn("eta"),
+            TimeRemainingColumn(),
             TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True), transient=False,
+            console=Console(stderr=True),
+            transient=False,
         )
         self.progress.start()
         self.task_id = self.progress.add_task(
@@ -55,8 +63,12 @@ class ProgressBar(Callback):
         shown = [f"{k} {logs[k]:.4f}" for k in self.show if k in logs]
         self.epoch_text = f"| epoch {logs['epoch']} " + " ".join(shown)
         info = f"loss {logs.get('train/loss', float('nan')):.4f} {self.epoch_text}"
-        self.progress.update(self.task_id, completed=trainer.global_step, info=info,
-                             description=f"epoch {logs['epoch'] + 1}/{trainer.config.epochs}")
+        self.progress.update(
+            self.task_id,
+            completed=trainer.global_step,
+            info=info,
+            description=f"epoch {logs['epoch'] + 1}/{trainer.config.epochs}",
+        )
 
     def on_train_end(self, trainer) -> None:
         self._stop()
