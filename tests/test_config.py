@@ -144,7 +144,7 @@ def test_dump_round_trip_of_every_example(example, tmp_path):
 def test_dump_keeps_component_arguments():
     cfg = load_config(BASE, ["train.scheduler.name=one_cycle", "train.scheduler.pct_start=0.2"])
     raw = yaml.safe_load(dump_config(cfg))
-    assert raw["model"] == {"name": "mlp", "hidden": [16]}
+    assert raw["model"] == {"name": "mlp", "pretrained": None, "hidden": [16]}
     assert raw["train"]["scheduler"] == {"name": "one_cycle", "pct_start": 0.2}
 
 

@@ -53,10 +53,13 @@ class DataConfig(Open):
     scale: Literal["standard", "minmax", "none"] = "standard"
     imbalance: Literal["none", "oversample", "undersample"] = "none"
     stratify: bool = True
+    classes: list[int] | None = None  # keep only these classes (relabelled 0..k-1)
+    train_per_class: int | None = Field(None, ge=1)  # few-label training: n samples per class
 
 
 class ModelConfig(Open):
     name: str = "mlp"
+    pretrained: str | None = None  # a run directory whose backbone weights initialize this model
 
 
 class TaskConfig(Open):
@@ -79,6 +82,10 @@ class LossConfig(Open):
 
 
 class CallbackConfig(Open):
+    pass
+
+
+class AugmentConfig(Open):
     pass
 
 
@@ -114,6 +121,10 @@ class TrainConfig(Strict):
     accumulate: int = Field(1, ge=1)
     l1: float = Field(0.0, ge=0)
     l2: float = Field(0.0, ge=0)
+    augment: list[AugmentConfig] = []  # batched transforms of training batches, on the device
+    tta: Literal["none", "flip"] = "none"  # test-time augmentation at evaluation / predict
+    freeze_backbone: bool = False  # feature extraction: train the head only
+    backbone_lr: float | None = Field(None, gt=0)  # discriminative LR for the backbone
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     compile: bool = False
@@ -277,6 +288,7 @@ SCHED_FIXED = ("optimizer", "steps_per_epoch", "epochs")
 def check_components(config: RunConfig, where: str = "") -> None:
     """Check every registered name and its arguments before anything runs."""
     from deepworks.registry import (
+        AUGMENTATIONS,
         CALLBACKS,
         DATASETS,
         LOSSES,
@@ -303,6 +315,8 @@ def check_components(config: RunConfig, where: str = "") -> None:
         sections.append((LOSSES, loss_name, t.loss, "train.loss", ("weight",)))
     for i, cb in enumerate(t.callbacks):
         sections.append((CALLBACKS, cb.name, cb, f"train.callbacks.{i}", ()))
+    for i, aug in enumerate(t.augment):
+        sections.append((AUGMENTATIONS, aug.name, aug, f"train.augment.{i}", ("num_classes",)))
     for registry, name, section, key, fixed in sections:
         factory = registry.get(name, where=f"{pre}{key}.name")
         own = tuple(type(section).model_fields)

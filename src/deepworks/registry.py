@@ -121,6 +121,7 @@ LOSSES = Registry("a loss")
 OPTIMIZERS = Registry("an optimizer")
 SCHEDULERS = Registry("a scheduler")
 CALLBACKS = Registry("a callback")
+AUGMENTATIONS = Registry("an augmentation")
 
 register_model = MODELS.register
 register_dataset = DATASETS.register
@@ -129,6 +130,7 @@ register_loss = LOSSES.register
 register_optimizer = OPTIMIZERS.register
 register_scheduler = SCHEDULERS.register
 register_callback = CALLBACKS.register
+register_augmentation = AUGMENTATIONS.register
 
 REGISTRIES: dict[str, Registry] = {
     "models": MODELS,
@@ -138,4 +140,5 @@ REGISTRIES: dict[str, Registry] = {
     "optimizers": OPTIMIZERS,
     "schedulers": SCHEDULERS,
     "callbacks": CALLBACKS,
+    "augmentations": AUGMENTATIONS,
 }

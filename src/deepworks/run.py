@@ -22,7 +22,7 @@ from deepworks.data.bundle import DataBundle
 from deepworks.data.pipeline import load_dataset
 from deepworks.errors import CheckpointError, ConfigError, DeepworksError
 from deepworks.models.base import Model
-from deepworks.registry import MODELS, TASKS
+from deepworks.registry import MODELS, TASKS, accepted_kwargs
 from deepworks.tasks.base import Task
 from deepworks.train.checkpoint import CheckpointDir, load_checkpoint
 from deepworks.train.trainer import EvalResult, FitResult, Trainer
@@ -50,6 +50,8 @@ def build_data(config: RunConfig) -> DataBundle:
         scale=d.scale,
         imbalance=d.imbalance,
         stratify=d.stratify,
+        classes=d.classes,
+        train_per_class=d.train_per_class,
         **d.kwargs,
     )
 
@@ -58,13 +60,32 @@ def build_task(config: RunConfig) -> Task:
     return TASKS.build(config.task.name, config.task.kwargs, where="task")
 
 
+def data_kwargs(data: DataBundle, num_outputs: int) -> dict[str, Any]:
+    """Sizes a model can take from its data: flat width, channels, image size, outputs."""
+    sizes: dict[str, Any] = {"in_features": data.num_features, "num_classes": num_outputs}
+    if len(data.input_shape) == 3:
+        sizes["in_channels"] = data.input_shape[0]
+        sizes["image_size"] = list(data.input_shape[1:])
+    return sizes
+
+
 def build_model(config: RunConfig, data: DataBundle, task: Task) -> Model:
-    """The configured model with ``in_features`` / ``num_classes`` filled in from the data."""
+    """The configured model, its sizes (``in_features``, ``in_channels``, ``image_size``,
+    ``num_classes``) filled in from the data where it takes them and the config leaves them out;
+    with ``model.pretrained``, its backbone weights are loaded from that run."""
     kwargs = dict(config.model.kwargs)
-    kwargs.setdefault("in_features", data.num_features)
-    kwargs.setdefault("num_classes", task.num_outputs(data, config.train.loss))
+    factory = MODELS.get(config.model.name, where="model.name")
+    accepted, _ = accepted_kwargs(factory)
+    for key, value in data_kwargs(data, task.num_outputs(data, config.train.loss)).items():
+        if key in accepted:
+            kwargs.setdefault(key, value)
     model = MODELS.build(config.model.name, kwargs, where="model")
-    config.model = config.model.model_validate({"name": config.model.name} | _plain(model))
+    if config.model.pretrained:
+        from deepworks.transfer import load_backbone
+
+        load_backbone(model, config.model.pretrained)
+    resolved = {"name": config.model.name, "pretrained": config.model.pretrained}
+    config.model = config.model.model_validate(resolved | _plain(model))
     return model
 
 

@@ -9,7 +9,14 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-TaskType = Literal["classification", "regression"]
+TaskType = Literal["classification", "regression", "segmentation", "detection"]
+
+#: Task types whose targets are integer class indices (per sample, or per pixel).
+INTEGER_TARGETS = ("classification", "segmentation")
+
+
+def target_dtype(task_type: str) -> torch.dtype:
+    return torch.int64 if task_type in INTEGER_TARGETS else torch.float32
 
 
 @dataclass
@@ -18,8 +25,10 @@ class RawData:
 
     Attributes:
         x: Inputs, shape (N, *input_shape), any float/int dtype.
-        y: Targets, shape (N,): integer class indices (classification) or floats (regression).
-        task_type: "classification" or "regression".
+        y: Targets: (N,) class indices (classification) or floats (regression); (N, H, W) class
+            index per pixel (segmentation); (N, M, 5) boxes ``[class, x1, y1, x2, y2]`` in pixels,
+            padded with rows of -1 (detection).
+        task_type: "classification", "regression", "segmentation" or "detection".
         class_names: Names of the classes, index-aligned with the labels (classification only).
         feature_names: Names of the input columns (tabular data only).
         is_image: Whether x holds images of shape (N, C, H, W).
@@ -69,7 +78,7 @@ class LazySplit:
 
     @classmethod
     def subset(cls, raw: RawData, indices: np.ndarray) -> LazySplit:
-        dtype = torch.int64 if raw.task_type == "classification" else torch.float32
+        dtype = target_dtype(raw.task_type)
         subset = torch.utils.data.Subset(raw.dataset, indices.tolist())
         return cls(subset, torch.as_tensor(raw.y[indices], dtype=dtype))
 
@@ -104,11 +113,11 @@ class DataBundle:
     @property
     def num_outputs(self) -> int:
         """Width of a model's output layer: number of classes, or 1 for regression."""
-        return self.num_classes if self.task_type == "classification" else 1
+        return 1 if self.task_type == "regression" else self.num_classes
 
     def class_counts(self) -> np.ndarray:
-        """Count of each class in the training split."""
-        return np.bincount(self.train.y.numpy(), minlength=self.num_classes or 0)
+        """Count of each class in the training split (of pixels, for segmentation)."""
+        return np.bincount(self.train.y.numpy().reshape(-1), minlength=self.num_classes or 0)
 
     def class_weights(self) -> torch.Tensor:
         """Balanced class weights ``N / (K * count_k)`` from the training split (sklearn's rule)."""

@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from sklearn.model_selection import train_test_split
 
-from deepworks.data.bundle import DataBundle, LazySplit, RawData, Split
+from deepworks.data.bundle import DataBundle, LazySplit, RawData, Split, target_dtype
 from deepworks.data.imbalance import resample
 from deepworks.data.validate import validate_raw
 from deepworks.errors import DataError
@@ -71,6 +71,42 @@ def split_indices(
     return out
 
 
+def select_classes(raw: RawData, classes: list[int] | None) -> RawData:
+    """Keep the samples of ``classes`` only, relabelled 0..k-1 in the given order."""
+    if classes is None:
+        return raw
+    if raw.task_type != "classification":
+        raise DataError(f"data.classes: {raw.source} has no class labels to select")
+    known = len(raw.class_names) if raw.class_names else int(raw.y.max()) + 1
+    bad = [c for c in classes if not 0 <= c < known]
+    if bad or len(set(classes)) != len(classes):
+        raise DataError(
+            f"data.classes: {classes} must be distinct labels in 0..{known - 1} of {raw.source}"
+        )
+    keep = np.isin(raw.y, classes)
+    relabel = np.full(known, -1, np.int64)
+    relabel[classes] = np.arange(len(classes))
+    names = [raw.class_names[c] for c in classes] if raw.class_names else [str(c) for c in classes]
+    return RawData(
+        raw.x[keep],
+        relabel[raw.y[keep]],
+        raw.task_type,
+        names,
+        raw.feature_names,
+        raw.is_image,
+        raw.source,
+    )
+
+
+def per_class(raw: RawData, idx: np.ndarray, n: int, seed: int) -> np.ndarray:
+    """A seeded subset of ``idx`` with at most ``n`` samples of each class."""
+    if raw.task_type != "classification":
+        raise DataError(f"data.train_per_class: {raw.source} has no class labels")
+    rng = np.random.default_rng(seed)
+    picks = [rng.permutation(idx[raw.y[idx] == c])[:n] for c in np.unique(raw.y[idx])]
+    return np.sort(np.concatenate(picks))
+
+
 def fit_scaler(x: np.ndarray, kind: str, is_image: bool) -> dict[str, Any] | None:
     """Fit a standard / min-max scaler on training inputs: per feature, or per image channel."""
     if kind == "none":
@@ -98,10 +134,9 @@ def _scaled(x: np.ndarray, scaler: dict[str, Any] | None) -> np.ndarray:
 
 
 def _split(x: np.ndarray, y: np.ndarray, task_type: str) -> Split:
-    y_dtype = torch.int64 if task_type == "classification" else torch.float32
     return Split(
         torch.from_numpy(np.ascontiguousarray(x, dtype=np.float32)),
-        torch.as_tensor(y, dtype=y_dtype),
+        torch.as_tensor(y, dtype=target_dtype(task_type)),
     )
 
 
@@ -113,6 +148,8 @@ def load_dataset(
     scale: str = "standard",
     imbalance: str = "none",
     stratify: bool = True,
+    classes: list[int] | None = None,
+    train_per_class: int | None = None,
     **options: Any,
 ) -> DataBundle:
     """Load a dataset and return its train / val / test splits as tensors.
@@ -125,6 +162,9 @@ def load_dataset(
         scale: "standard", "minmax" or "none", fitted on the training split only.
         imbalance: "none", "oversample" or "undersample" the training split to balance classes.
         stratify: Keep class proportions equal across splits (classification).
+        classes: Keep only these class labels, relabelled 0..k-1 in the order given.
+        train_per_class: Keep only this many training samples per class (few-label learning);
+            validation and test stay whole.
         **options: Options of the dataset itself (``path``, ``target``, ``as_image``, ...).
 
     Example:
@@ -132,10 +172,12 @@ def load_dataset(
         >>> data.train.x.shape
         torch.Size([1258, 64])
     """
-    raw = load_raw(name, options)
+    raw = select_classes(load_raw(name, options), classes)
     fractions = DEFAULT_SPLIT if split is None else split
     classify = raw.task_type == "classification"
     parts = split_indices(raw.y, fractions, seed, stratify and classify)
+    if train_per_class is not None:
+        parts["train"] = per_class(raw, parts["train"], train_per_class, seed)
     return make_bundle(raw, parts, name=name, seed=seed, scale=scale, imbalance=imbalance)
 
 
@@ -194,7 +236,8 @@ def make_bundle(
             splits[k] = _split(x, y, raw.task_type)
 
     num_classes = None
-    if classify:
+    labelled = raw.task_type != "regression"
+    if labelled:
         num_classes = len(raw.class_names) if raw.class_names else int(raw.y.max()) + 1
     return DataBundle(
         name=raw.source or name,
@@ -204,7 +247,7 @@ def make_bundle(
         task_type=raw.task_type,
         input_shape=raw.input_shape,
         num_classes=num_classes,
-        class_names=raw.class_names or ([str(i) for i in range(num_classes)] if classify else None),
+        class_names=raw.class_names or ([str(i) for i in range(num_classes)] if labelled else None),
         feature_names=raw.feature_names,
         is_image=raw.is_image,
         scaler=scaler,

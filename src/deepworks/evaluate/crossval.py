@@ -25,7 +25,7 @@ def crossval(
     progress: bool = False,
 ) -> dict[str, Any]:
     """Train ``folds`` times and summarize: {"folds": [metrics...], "mean": {...}, "std": {...}}."""
-    from deepworks.data.pipeline import bundle_from_indices, load_raw
+    from deepworks.data.pipeline import bundle_from_indices, load_raw, select_classes
     from deepworks.run import build_model, build_task
     from deepworks.train.trainer import Trainer
 
@@ -34,7 +34,7 @@ def crossval(
     cfg = load_config(config, overrides)
     cfg.train.progress = progress
     cfg.train.checkpoint = None
-    raw = load_raw(cfg.data.name, cfg.data.kwargs)
+    raw = select_classes(load_raw(cfg.data.name, cfg.data.kwargs), cfg.data.classes)
     classify = raw.task_type == "classification"
     if classify and np.bincount(raw.y).min() >= folds:
         splitter = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed)

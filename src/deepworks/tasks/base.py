@@ -87,7 +87,12 @@ class Task:
         from deepworks.train.optimizers import param_groups  # train imports tasks
 
         opt = train.optimizer
-        groups = param_groups(model, opt.weight_decay)
+        if train.backbone_lr is not None or train.freeze_backbone:
+            from deepworks.transfer import param_groups as transfer_groups
+
+            groups = transfer_groups(model, opt.lr, opt.weight_decay, train.backbone_lr)
+        else:
+            groups = param_groups(model, opt.weight_decay)
         optimizer = OPTIMIZERS.build(
             opt.name, opt.kwargs, where="train.optimizer", params=groups, lr=opt.lr
         )

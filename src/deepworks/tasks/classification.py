@@ -71,6 +71,8 @@ class Classification(Task):
         return self.loss_fn(outputs, y), outputs
 
     def batch_stats(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        if y.ndim == 2:  # soft labels (mixup / cutmix): count the dominant class
+            y = y.argmax(-1)
         pred = (outputs.squeeze(-1) > 0).long() if self.binary_logit else outputs.argmax(-1)
         return (pred == y).sum()
 

@@ -26,6 +26,7 @@ import torch
 from torch import nn
 
 from deepworks.config import TrainConfig, validate
+from deepworks.data.augment import build_augment
 from deepworks.data.batching import make_loader
 from deepworks.data.bundle import DataBundle, LazySplit, Split
 from deepworks.errors import CheckpointError, ConfigError, DeepworksError
@@ -46,6 +47,7 @@ from deepworks.train.checkpoint import (
     split_tensors,
 )
 from deepworks.train.rng import get_rng_state, set_rng_state
+from deepworks.transfer import freeze_backbone, keep_frozen_norms_in_eval
 from deepworks.utils import resolve_device, seed_everything
 
 
@@ -182,6 +184,11 @@ class Trainer:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         step_model = torch.compile(self.model) if c.compile else self.model
+        augment = build_augment(c.augment, data.num_classes)
+        if augment is not None and augment.soft_labels:
+            self._check_soft_labels()
+        if c.freeze_backbone:
+            freeze_backbone(self.model)
 
         train_loader = self.loader(data.train, train=True)
         self.sampler = train_loader.sampler
@@ -213,12 +220,16 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_epoch_start(self)
                 self.model.train()
+                if c.freeze_backbone:
+                    keep_frozen_norms_in_eval(self.model)
                 t0 = time.perf_counter()
                 running, stats, seen, counted = self._running
                 for i, (x, y) in enumerate(train_loader, start=self.batch_in_epoch):
                     self.batch_in_epoch = i + 1
                     x = x.to(self.device, non_blocking=True)
                     y = y.to(self.device, non_blocking=True)
+                    if augment is not None:
+                        x, y = augment(x, y)
                     if channels_last and x.ndim == 4:
                         x = x.contiguous(memory_format=torch.channels_last)
                     with self.autocast():
@@ -298,6 +309,14 @@ class Trainer:
             stop_reason=self.stop_reason,
             best=_best(self.callbacks),
         )
+
+    def _check_soft_labels(self) -> None:
+        loss = self.config.loss.name or self.task.losses[0]
+        if self.task.name != "classification" or loss != "cross_entropy":
+            raise ConfigError(
+                f"train.augment: mixup / cutmix make soft labels, which only the classification "
+                f"task with the cross_entropy loss takes (this run: {self.task.name}, {loss})"
+            )
 
     def _fresh_running(self) -> tuple:
         """Per-epoch sums kept on the device: (loss, task stats, samples, batches)."""
@@ -382,9 +401,15 @@ class Trainer:
         """Model outputs for a whole split, in order, gathered on the device."""
         model.eval()
         outs = []
+        flip = self.config.tta == "flip"
         for x, _ in self.loader(split, train=False):
+            x = x.to(self.device, non_blocking=True)
             with self.autocast():
-                outs.append(model(x.to(self.device, non_blocking=True)).float())
+                out = model(x).float()
+                if flip and x.ndim == 4:  # test-time augmentation: mirror, predict, mirror back
+                    mirrored = model(x.flip(-1)).float()
+                    out = (out + (mirrored.flip(-1) if out.ndim == 4 else mirrored)) / 2
+            outs.append(out)
         return torch.cat(outs)
 
     def evaluate(self, model: nn.Module, split: Split | LazySplit, full: bool = True) -> EvalResult:

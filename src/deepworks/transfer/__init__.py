@@ -1,0 +1,106 @@
+"""Transfer learning: a backbone trained in one run initializes a model for another task.
+
+Every model keeps its output layer in ``model.head`` (the shared interface), so "the backbone"
+is everything else, for every architecture:
+
+- ``model.pretrained: runs/digits04`` loads the backbone weights of that run's best checkpoint
+  (the head is left fresh: the new label set may differ);
+- ``train.freeze_backbone: true`` trains the head only (feature extraction);
+- ``train.backbone_lr: 1e-4`` fine-tunes the backbone with its own, smaller learning rate
+  (discriminative learning rates);
+- the ``gradual_unfreeze`` callback unfreezes the backbone's layer groups one by one, from the
+  top down, as training goes on (ULMFiT).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from deepworks.errors import CheckpointError, ConfigError
+
+
+def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
+    """(backbone parameters, head parameters) of a model with a ``head`` module."""
+    head = getattr(model, "head", None)
+    if not isinstance(head, nn.Module):
+        raise ConfigError(
+            f"{type(model).__name__} has no `head` module, so its backbone is not defined; "
+            "transfer learning needs a model with the shared interface"
+        )
+    head_ids = {id(p) for p in head.parameters()}
+    backbone = [p for p in model.parameters() if id(p) not in head_ids]
+    return backbone, list(head.parameters())
+
+
+def backbone_modules(model: nn.Module) -> list[nn.Module]:
+    """The model's direct children except the head: the backbone, input side first."""
+    return [m for name, m in model.named_children() if name != "head"]
+
+
+def freeze_backbone(model: nn.Module, frozen: bool = True) -> None:
+    """Stop (or restart) gradient updates of every backbone parameter."""
+    backbone, _ = split_parameters(model)
+    for p in backbone:
+        p.requires_grad_(not frozen)
+
+
+def keep_frozen_norms_in_eval(model: nn.Module) -> None:
+    """Batch-norm layers whose parameters are frozen keep their running statistics too."""
+    for m in model.modules():
+        if isinstance(m, nn.modules.batchnorm._BatchNorm):
+            params = list(m.parameters(recurse=False))
+            if params and not any(p.requires_grad for p in params):
+                m.eval()
+
+
+def load_backbone(model: nn.Module, source: str | Path) -> list[str]:
+    """Load every backbone tensor of ``source`` (a run directory or checkpoint folder) whose
+    name and shape match ``model``; returns the names loaded. The head stays as it is."""
+    from deepworks.train.checkpoint import load_checkpoint
+
+    source = Path(source)
+    ckpt = source
+    for candidate in (source / "checkpoints" / "best", source / "checkpoints" / "last"):
+        if candidate.exists():
+            ckpt = candidate
+            break
+    tensors, _ = load_checkpoint(ckpt)
+    if "model" not in tensors:
+        raise CheckpointError(f"{ckpt}: no model.safetensors to take a backbone from")
+    own = model.state_dict()
+    loaded = {
+        k: v
+        for k, v in tensors["model"].items()
+        if not k.startswith("head.") and k in own and own[k].shape == v.shape
+    }
+    backbone_keys = [k for k in own if not k.startswith("head.")]
+    if not loaded or len(loaded) < len(backbone_keys):
+        missing = [k for k in backbone_keys if k not in loaded]
+        raise CheckpointError(
+            f"{source}: its weights do not fit this model's backbone (first mismatch: "
+            f"{missing[0] if missing else 'none'}); use the same architecture and input size"
+        )
+    with torch.no_grad():
+        for k, v in loaded.items():
+            own[k].copy_(v)
+    return sorted(loaded)
+
+
+def param_groups(
+    model: nn.Module, lr: float, weight_decay: float, backbone_lr: float | None
+) -> list[dict]:
+    """Optimizer groups with the backbone at ``backbone_lr`` and the head at ``lr``; weight decay
+    on weights (ndim >= 2) only."""
+    backbone, head = split_parameters(model)
+    groups = []
+    for params, group_lr in ((backbone, backbone_lr or lr), (head, lr)):
+        decay = [p for p in params if p.ndim >= 2]
+        rest = [p for p in params if p.ndim < 2]
+        if decay:
+            groups.append({"params": decay, "lr": group_lr, "weight_decay": weight_decay})
+        if rest:
+            groups.append({"params": rest, "lr": group_lr, "weight_decay": 0.0})
+    return groups
