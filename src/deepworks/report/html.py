@@ -176,10 +176,15 @@ def _curves(run: RunFiles) -> str:
 def _evaluation_sections(run: RunFiles) -> list[tuple[str, str, str]]:
     task = run.task_type
     split = str((run.evaluation or {}).get("split") or "test")
+    # Each task type with pictures of its own has a module ``report/<task>.py`` whose
+    # ``sections(run, split)`` returns (anchor, title, html) triples; conv nets add ``vision``.
+    extra = _optional_sections("vision", run, split)
+    if task in ("segmentation", "detection"):
+        return _optional_sections(task, run, split) + extra
     if task == "classification":
         from deepworks.report.classification import classification_sections
 
-        return classification_sections(run, split)
+        return classification_sections(run, split) + extra
     preds = run.predictions
     if task == "regression" and preds is not None and preds["y_true"].size == preds["y_pred"].size:
         y_true, y_pred = preds["y_true"], preds["y_pred"]
@@ -197,6 +202,16 @@ def _evaluation_sections(run: RunFiles) -> list[tuple[str, str, str]]:
         ]
         return [("predictions", "Predictions", f'<div class="figs">{"".join(figs)}</div>')]
     return []
+
+
+def _optional_sections(module: str, run: RunFiles, split: str) -> list[tuple[str, str, str]]:
+    import importlib
+
+    try:
+        mod = importlib.import_module(f"deepworks.report.{module}")
+    except ModuleNotFoundError:
+        return []
+    return mod.sections(run, split)
 
 
 def _data(run: RunFiles) -> str:

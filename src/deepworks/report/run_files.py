@@ -21,6 +21,9 @@ import yaml
 from deepworks.errors import CheckpointError
 
 
+TASK_TYPES = ("classification", "regression", "segmentation", "detection")
+
+
 @dataclass
 class RunFiles:
     """What a run directory holds; None for every file that is not there."""
@@ -43,13 +46,13 @@ class RunFiles:
 
     @property
     def task_type(self) -> str | None:
-        """ "classification", "regression" or None, from the first file that says."""
+        """The task type (see ``TASK_TYPES``) or None, from the first file that says."""
         for source in (self.evaluation, self.data):
-            if source and source.get("task_type") in ("classification", "regression"):
+            if source and source.get("task_type") in TASK_TYPES:
                 return source["task_type"]
         task = (self.config or {}).get("task")
         name = task.get("name", task.get("type")) if isinstance(task, dict) else task
-        if name in ("classification", "regression"):
+        if name in TASK_TYPES:
             return name
         if self.predictions is not None:
             return "classification" if "y_prob" in self.predictions else None
