@@ -13,7 +13,18 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-HIGHER_IS_BETTER = ("accuracy", "precision", "recall", "f1", "roc_auc", "r2", "iou", "dice")
+HIGHER_IS_BETTER = (
+    "accuracy",
+    "precision",
+    "recall",
+    "f1",
+    "roc_auc",
+    "r2",
+    "iou",
+    "dice",
+    "map",
+    "ap50",
+)
 
 
 def higher_is_better(name: str) -> bool:

@@ -207,9 +207,12 @@ def _evaluation_sections(run: RunFiles) -> list[tuple[str, str, str]]:
 def _optional_sections(module: str, run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     import importlib
 
+    name = f"deepworks.report.{module}"
     try:
-        mod = importlib.import_module(f"deepworks.report.{module}")
-    except ModuleNotFoundError:
+        mod = importlib.import_module(name)
+    except ModuleNotFoundError as exc:
+        if exc.name != name:
+            raise
         return []
     return mod.sections(run, split)
 
