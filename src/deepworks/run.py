@@ -71,8 +71,8 @@ def data_kwargs(data: DataBundle, num_outputs: int) -> dict[str, Any]:
 
 def build_model(config: RunConfig, data: DataBundle, task: Task) -> Model:
     """The configured model, its sizes (``in_features``, ``in_channels``, ``image_size``,
-    ``num_classes``) filled in from the data where it takes them and the config leaves them out;
-    with ``model.pretrained``, its backbone weights are loaded from that run."""
+    ``num_classes``) filled in from the data where it takes them and the config leaves them out.
+    (``model.pretrained`` is applied later, by :func:`apply_pretrained`.)"""
     kwargs = dict(config.model.kwargs)
     factory = MODELS.get(config.model.name, where="model.name")
     accepted, _ = accepted_kwargs(factory)
@@ -80,13 +80,27 @@ def build_model(config: RunConfig, data: DataBundle, task: Task) -> Model:
         if key in accepted:
             kwargs.setdefault(key, value)
     model = MODELS.build(config.model.name, kwargs, where="model")
-    if config.model.pretrained:
-        from deepworks.transfer import load_backbone
-
-        load_backbone(model, config.model.pretrained)
     resolved = {"name": config.model.name, "pretrained": config.model.pretrained}
     config.model = config.model.model_validate(resolved | _plain(model))
     return model
+
+
+def apply_pretrained(source: str, model: Model, run_dir: Path, warn: Any = None) -> Path:
+    """Initialize ``model``'s backbone from ``source``: a run directory, or a YAML config that is
+    first trained into ``<run_dir>/pretrained`` (so one command runs both stages)."""
+    from deepworks.transfer import load_backbone
+
+    path = Path(source)
+    if path.suffix in (".yaml", ".yml"):
+        if warn is not None:
+            warn(f"pretraining {path} into {run_dir / 'pretrained'}")
+        path = train(path, out=run_dir / "pretrained", progress=False).dir
+    elif not path.is_dir():
+        raise ConfigError(
+            f"model.pretrained: {source} is neither a run directory nor a YAML config"
+        )
+    load_backbone(model, path)
+    return path
 
 
 def _plain(model: torch.nn.Module) -> dict[str, Any]:
@@ -145,6 +159,8 @@ def train(
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     info = data.describe() | {"scaler": data.scaler, "class_names": data.class_names}
     _write_json(run_dir / "data.json", info | {"feature_names": data.feature_names})
+    if cfg.model.pretrained and checkpoint is None:
+        apply_pretrained(cfg.model.pretrained, model, run_dir, warn)
     n_params = sum(p.numel() for p in model.parameters())
     atomic_write_text(run_dir / "model.txt", f"{model}\n\nparameters: {n_params:,}\n")
 

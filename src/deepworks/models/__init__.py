@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepworks.models import linear, mlp  # noqa: F401  (registers models)
+from deepworks.models import linear, mlp, unet  # noqa: F401  (registers models)
 from deepworks.models.base import Model
 from deepworks.registry import MODELS
 

@@ -20,7 +20,6 @@ import yaml
 
 from deepworks.errors import CheckpointError
 
-
 TASK_TYPES = ("classification", "regression", "segmentation", "detection")
 
 

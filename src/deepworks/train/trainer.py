@@ -220,8 +220,7 @@ class Trainer:
                 for cb in self.callbacks:
                     cb.on_epoch_start(self)
                 self.model.train()
-                if c.freeze_backbone:
-                    keep_frozen_norms_in_eval(self.model)
+                keep_frozen_norms_in_eval(self.model)
                 t0 = time.perf_counter()
                 running, stats, seen, counted = self._running
                 for i, (x, y) in enumerate(train_loader, start=self.batch_in_epoch):
