@@ -14,6 +14,7 @@ draw their randomness from torch's global generator of that device, which checkp
 a resumed run augments exactly as the uninterrupted one would have.
 """
 
+from deepworks.data.augment import geometric, mixing, photometric  # noqa: F401  (register)
 from deepworks.data.augment.base import Augmentation, Compose, build_augment
 
 __all__ = ["Augmentation", "Compose", "build_augment"]

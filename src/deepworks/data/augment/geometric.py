@@ -95,7 +95,7 @@ def _flip_boxes(y: torch.Tensor, flip: torch.Tensor, size: int, lo: int, hi: int
 
 @register_augmentation("flip")
 class Flip(Augmentation):
-    """Mirror images left-right (and, with ``vertical``, upside down), each sample with prob. p.
+    """Mirror images left-right (and, with vertical, upside down), each sample with prob. p.
 
     Horizontal: ``x'[..., i, j] = x[..., i, W - 1 - j]``. Masks flip with the image; detection
     boxes [cls, x1, y1, x2, y2] in pixels become [cls, W - x2, y1, W - x1, y2] (padding rows of
@@ -141,41 +141,11 @@ def warp(x, y, theta, apply, padding: str, mode: str):
     return x, y
 
 
-class _Warp(Augmentation):
-    """Shared checks and sampling of the affine augmentations; subclasses give ``theta``."""
-
-    name = "affine"
-
-    def __init__(self, p: float, fill: str, interpolation: str):
-        if fill not in ("zeros", "reflection", "border"):
-            raise ValueError(f"fill must be 'zeros', 'reflection' or 'border', got {fill!r}")
-        if interpolation not in ("bilinear", "nearest"):
-            raise ValueError(f"interpolation must be 'bilinear' or 'nearest', got {interpolation!r}")
-        self.p, self.fill, self.interpolation = check_p(p), fill, interpolation
-
-    def theta(self, b: int, h: int, w: int, device: torch.device) -> torch.Tensor:
-        raise NotImplementedError
-
-    def __call__(self, x, y):
-        require_images(self.name, x)
-        if is_boxes(y):
-            raise ConfigError(
-                f"train.augment: {self.name} does not support detection targets (boxes would "
-                "not stay boxes); use flip, or photometric augmentations"
-            )
-        if y.ndim == 3 and y.shape[-2:] != x.shape[-2:]:
-            raise ConfigError(
-                f"train.augment: {self.name}: masks {tuple(y.shape)} do not match the images "
-                f"{tuple(x.shape)}"
-            )
-        b, _, h, w = x.shape
-        theta = self.theta(b, h, w, x.device)  # (B, 2, 3)
-        return warp(x, y, theta, drawn(self.p, b, x.device), self.fill, self.interpolation)
-
-
 @register_augmentation("affine")
-class Affine(_Warp):
-    """Random rotation, translation and zoom in one resampling (see the module docstring).
+class Affine(Augmentation):
+    """Random rotation, shift and zoom of each sample, in one resampling.
+
+    The matrix ``theta`` is derived in the module docstring.
 
     Args:
         degrees: Rotation angle range in degrees (counter-clockwise): ``d`` is (-d, d).
@@ -197,7 +167,11 @@ class Affine(_Warp):
         fill: str = "zeros",
         interpolation: str = "bilinear",
     ):
-        super().__init__(p, fill, interpolation)
+        if fill not in ("zeros", "reflection", "border"):
+            raise ValueError(f"fill must be 'zeros', 'reflection' or 'border', got {fill!r}")
+        if interpolation not in ("bilinear", "nearest"):
+            raise ValueError(f"interpolation must be bilinear or nearest, got {interpolation!r}")
+        self.p, self.fill, self.interpolation = check_p(p), fill, interpolation
         self.degrees = as_range(degrees, "degrees")
         self.translate = as_range(translate, "translate")
         self.scale = as_range(scale, "scale", 1.0)
@@ -214,16 +188,30 @@ class Affine(_Warp):
         offset = -(m @ t[:, :, None])  # (B, 2, 1)
         return torch.cat([m, offset], -1)  # (B, 2, 3)
 
+    def __call__(self, x, y):
+        require_images(self.name, x)
+        if is_boxes(y):
+            raise ConfigError(
+                f"train.augment: {self.name} does not support detection targets (boxes would "
+                "not stay boxes); use flip, or photometric augmentations"
+            )
+        if y.ndim == 3 and y.shape[-2:] != x.shape[-2:]:
+            raise ConfigError(
+                f"train.augment: {self.name}: masks {tuple(y.shape)} do not match the images "
+                f"{tuple(x.shape)}"
+            )
+        b, _, h, w = x.shape
+        theta = self.theta(b, h, w, x.device)  # (B, 2, 3)
+        return warp(x, y, theta, drawn(self.p, b, x.device), self.fill, self.interpolation)
+
 
 @register_augmentation("rotate")
 class Rotate(Affine):
-    """Rotate each sample by an angle drawn from ``degrees`` (counter-clockwise, about the centre).
+    """Rotate each sample by an angle drawn from degrees (counter-clockwise, about the centre).
 
     Args:
         degrees: ``d`` draws from (-d, d); a pair (lo, hi) draws from it ((90, 90): exactly 90).
-        p: Probability that a sample is rotated.
-        fill: Corners outside the image: "zeros", "reflection" or "border".
-        interpolation: "bilinear" or "nearest".
+        p, fill, interpolation: As for ``affine``.
     """
 
     name = "rotate"
@@ -234,13 +222,11 @@ class Rotate(Affine):
 
 @register_augmentation("translate")
 class Translate(Affine):
-    """Shift each sample by up to ``translate`` of its width and height (sub-pixel, bilinear).
+    """Shift each sample by up to a fraction of its width and height (sub-pixel).
 
     Args:
         translate: Largest shift as a fraction of the size, per axis.
-        p: Probability that a sample is shifted.
-        fill: Uncovered border: "zeros", "reflection" or "border".
-        interpolation: "bilinear" or "nearest".
+        p, fill, interpolation: As for ``affine``.
     """
 
     name = "translate"
@@ -251,25 +237,21 @@ class Translate(Affine):
 
 @register_augmentation("scale")
 class Scale(Affine):
-    """Zoom each sample about its centre by a factor drawn from ``scale`` (> 1 zooms in).
+    """Zoom each sample about its centre by a factor drawn from scale (> 1 zooms in).
 
     Args:
         scale: Zoom range (lo, hi).
-        p: Probability that a sample is zoomed.
-        fill: Uncovered border when zooming out: "zeros", "reflection" or "border".
-        interpolation: "bilinear" or "nearest".
+        p, fill, interpolation: As for ``affine``.
     """
 
     name = "scale"
 
-    def __init__(
-        self, scale=(0.8, 1.2), p: float = 1.0, fill="zeros", interpolation="bilinear"
-    ):
+    def __init__(self, scale=(0.8, 1.2), p: float = 1.0, fill="zeros", interpolation="bilinear"):
         super().__init__(scale=scale, p=p, fill=fill, interpolation=interpolation)
 
 
 @register_augmentation("random_resized_crop")
-class RandomResizedCrop(_Warp):
+class RandomResizedCrop(Affine):
     """Crop a random region and resize it back to (H, W), as torchvision's RandomResizedCrop.
 
     The region has area ``s H W`` with ``s ~ U(scale)`` and aspect ratio ``w / h = r`` with
@@ -296,10 +278,10 @@ class RandomResizedCrop(_Warp):
         p: float = 1.0,
         interpolation: str = "bilinear",
     ):
-        super().__init__(p, "zeros", interpolation)
-        self.scale = as_range(scale, "scale", 1.0)
+        super().__init__(p=p, interpolation=interpolation)
+        self.scale = as_range(scale, "scale", 1.0)  # here: of the area
         self.ratio = as_range(ratio, "ratio", 1.0)
-        if not (0 < self.scale[0] and self.scale[1] <= 1 and self.ratio[0] > 0):
+        if not (self.scale[0] > 0 and self.scale[1] <= 1 and self.ratio[0] > 0):
             raise ValueError(f"scale must lie in (0, 1] and ratio be > 0, got {scale}, {ratio}")
 
     def theta(self, b, h, w, device):

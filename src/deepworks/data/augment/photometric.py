@@ -114,7 +114,7 @@ class ColorJitter(Augmentation):
 
 @register_augmentation("gaussian_noise")
 class GaussianNoise(Augmentation):
-    """Add ``N(0, std^2)`` noise to every value: ``x <- x + std * eps``; images or features.
+    """Add Gaussian noise to every value, x <- x + std * eps; images or features.
 
     Args:
         std: Standard deviation, or a range (lo, hi) drawn per sample.
@@ -139,7 +139,7 @@ class GaussianNoise(Augmentation):
 
 @register_augmentation("cutout")
 class Cutout(Augmentation):
-    """Random erasing (DeVries & Taylor, 2017): set ``n_holes`` rectangles to ``fill``.
+    """Cutout / random erasing (DeVries & Taylor, 2017): set n_holes rectangles to fill.
 
     Each hole is ``size H`` by ``size W`` pixels with a centre uniform over the image (holes may
     be cut by the border). A pixel (i, j) is erased if ``|i + 1/2 - c_y| < size H / 2`` and
