@@ -125,8 +125,14 @@ class DepthwiseSeparable(nn.Sequential):
     ):
         super().__init__(
             # (B, C, H, W) -> (B, C, H/s, W/s): each channel filtered on its own
-            ConvBNAct(in_channels, in_channels, kernel_size, stride, groups=in_channels,
-                      activation=activation),
+            ConvBNAct(
+                in_channels,
+                in_channels,
+                kernel_size,
+                stride,
+                groups=in_channels,
+                activation=activation,
+            ),
             # (B, C, H', W') -> (B, C', H', W'): a linear mix of channels per pixel
             ConvBNAct(in_channels, out_channels, 1, activation=pointwise_activation),
         )
@@ -170,10 +176,12 @@ def last_conv(module: nn.Module) -> nn.Conv2d:
     return convs[-1]
 
 
-def conv_block_output(module: nn.Module, x: torch.Tensor) -> tuple[str, torch.Tensor]:
-    """Name and output of the first conv of ``module`` for input ``x``, passed through the
-    normalization and activation layers that directly follow it in its block (if any)."""
-    conv = first_conv(module)
+def conv_block_output(
+    module: nn.Module, x: torch.Tensor, conv: nn.Conv2d | None = None
+) -> tuple[str, torch.Tensor]:
+    """Name and output of ``conv`` (default: the first conv of ``module``) for the input ``x`` of
+    ``module``, passed through the norm and activation layers right after it in its block."""
+    conv = conv if conv is not None else first_conv(module)
     name = next(n for n, m in module.named_modules() if m is conv)
     captured: list[torch.Tensor] = []
     handle = conv.register_forward_hook(lambda _m, _i, out: captured.append(out.detach().clone()))

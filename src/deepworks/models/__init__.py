@@ -4,7 +4,17 @@ from __future__ import annotations
 
 from typing import Any
 
-from deepworks.models import linear, mlp, unet  # noqa: F401  (registers models)
+from deepworks.models import (  # noqa: F401  (registers models)
+    centernet,
+    cnn,
+    lenet,
+    linear,
+    mlp,
+    mobilenet,
+    resnet,
+    unet,
+    vgg,
+)
 from deepworks.models.base import Model
 from deepworks.registry import MODELS
 

@@ -76,7 +76,9 @@ class VGG(Model):
                     layers.append(pool_layer(POOLS[item]))
                     h, w = h // 2, w // 2
             elif isinstance(item, int) and item > 0:
-                layers.append(ConvBNAct(width, item, 3, batch_norm=batch_norm, activation=activation))
+                layers.append(
+                    ConvBNAct(width, item, 3, batch_norm=batch_norm, activation=activation)
+                )
                 width = item
             else:
                 raise ValueError(f"config entries are channel counts or 'M'/'A', not {item!r}")
