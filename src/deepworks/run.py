@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from deepworks.config import RunConfig, dump_config, load_config, read_yaml, validate
-from deepworks.data.bundle import DataBundle
+from deepworks.data.bundle import DataBundle, Split
 from deepworks.data.pipeline import load_dataset
 from deepworks.errors import CheckpointError, ConfigError, DeepworksError
 from deepworks.models.base import Model
@@ -180,6 +180,7 @@ def train(
         metrics |= result.metrics
         write_evaluation(run_dir, result, data)
     _write_json(run_dir / "metrics.json", metrics)
+    save_pictures(model, data, run_dir)
     _write_json(run_dir / "task.json", task.state())
     write_report_safely(run_dir)
     return Run(run_dir, cfg, metrics, model, fit.history, fit)
@@ -195,6 +196,16 @@ def write_evaluation(run_dir: Path, result: EvalResult, data: DataBundle, split:
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
     atomic_write_bytes(run_dir / "predictions.npz", buf.getvalue())
+
+
+def save_pictures(model: torch.nn.Module, data: DataBundle, run_dir: Path) -> None:
+    """Feature maps of the first conv layer for one held-out image, for the report."""
+    split = data.test or data.val or data.train
+    conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
+    if data.is_image and conv and hasattr(model, "first_conv") and isinstance(split, Split):
+        from deepworks.report.vision import save_feature_maps
+
+        save_feature_maps(model, split.x[:1], run_dir)
 
 
 def write_report_safely(run_dir: Path) -> Path | None:
