@@ -9,7 +9,20 @@ from rich.table import Table
 
 from deepworks.cli import app, err, out
 
-HEADLINE = ("accuracy", "f1_macro", "roc_auc", "loss", "r2", "rmse", "mae")
+HEADLINE = (
+    "accuracy",
+    "f1_macro",
+    "roc_auc",
+    "iou",
+    "dice",
+    "pixel_accuracy",
+    "map50",
+    "map",
+    "loss",
+    "r2",
+    "rmse",
+    "mae",
+)
 
 
 def metrics_table(metrics: dict[str, float], title: str, prefixes=("test/", "val/")) -> Table:

@@ -66,7 +66,20 @@ footer { color: var(--muted); font-size: 12px; text-align: center; padding: 4px 
 """
 
 # Metrics shown as percentages in the headline cards (when their value lies in [0, 1]).
-_FRACTIONS = ("accuracy", "acc", "f1", "precision", "recall", "auc", "top")
+_FRACTIONS = (
+    "accuracy",
+    "acc",
+    "f1",
+    "precision",
+    "recall",
+    "auc",
+    "top",
+    "iou",
+    "dice",
+    "pixel",
+    "map",
+    "ap50",
+)
 
 
 def esc(value: Any) -> str:

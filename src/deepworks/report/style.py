@@ -86,6 +86,10 @@ _LABELS = {
     "lr": "learning rate",
     "nll": "NLL",
     "ece": "ECE",
+    "iou": "IoU",
+    "map50": "mAP@0.5",
+    "map": "mAP",
+    "ap50": "AP@0.5",
 }
 
 

@@ -39,8 +39,8 @@ class Classification(Task):
     def num_outputs(self, data: DataBundle, loss: LossConfig) -> int:
         if data.task_type != "classification":
             raise ConfigError(
-                f"task.name: 'classification' needs class labels, but {data.name} has a "
-                "regression target; use task: {name: regression}"
+                f"task.name: 'classification' needs one class label per sample, but {data.name} "
+                f"is {data.task_type} data; use task: {{name: {data.task_type}}}"
             )
         if self.loss_name(loss) == "bce":
             if data.num_classes != 2:
