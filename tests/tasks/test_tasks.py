@@ -280,7 +280,7 @@ def test_task_loss_and_data_mismatches(iris, diabetes):
             lambda: setup(Classification(), iris, name="cross_entropi"),
             "did you mean 'cross_entropy'",
         ),
-        (lambda: Classification().num_outputs(diabetes, LossConfig()), "needs class labels"),
+        (lambda: Classification().num_outputs(diabetes, LossConfig()), "needs one class label per sample"),
         (lambda: Regression().num_outputs(iris, LossConfig()), "needs a real-valued target"),
         (
             lambda: setup(Regression(), diabetes, class_weights="balanced"),
