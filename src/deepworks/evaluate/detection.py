@@ -29,8 +29,9 @@ def box_iou(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def greedy_keep(overlaps: torch.Tensor) -> torch.Tensor:
     """Greedy NMS from a suppression matrix, without a Python loop over boxes.
 
-    ``overlaps[..., j, i]`` says box j (scored higher, j < i) would suppress box i. Greedy NMS keeps
-    box i iff no *kept* higher box suppresses it: ``keep[i] = not any_j(keep[j] and overlaps[j, i])``.
+    ``overlaps[..., j, i]`` says box j (scored higher, j < i) would suppress box i. Greedy NMS
+    keeps box i iff no *kept* higher box suppresses it:
+    ``keep[i] = not any_j(keep[j] and overlaps[j, i])``.
     That recursion has exactly one solution (it is fixed box by box, highest first), so iterating
     it from "keep all" until nothing changes finds it; each pass fixes at least one more box, and
     in practice a handful of passes suffice.

@@ -96,7 +96,6 @@ class CenterNet(Model):
         # and added back to the 1/s map, so each cell sees the whole shape around it.
         self.context = nn.Sequential(conv_bn(c, c, stride=2), conv_bn(c, c))  # (B, c, H/2s, W/2s)
         self.lateral = nn.Conv2d(c, c, 1)
-        self.smooth = conv_bn(c, c)  # (B, c, H/s, W/s)
         self.feature_channels = c
         hw = head_width or width
         self.head = head(c, hw, num_classes, bias=PRIOR_BIAS)  # heatmap logits (B, K, h, w)
@@ -107,7 +106,7 @@ class CenterNet(Model):
         """The shared feature map (B, c, H/stride, W/stride) all heads read."""
         f = self.down(self.stem(x))  # (B, c, h, w)
         ctx = F.interpolate(self.context(f), size=f.shape[-2:], mode="nearest")  # (B, c, h, w)
-        return self.smooth(self.lateral(f) + ctx)  # (B, c, h, w)
+        return F.relu(self.lateral(f) + ctx)  # (B, c, h, w)
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         """Heatmap logits, sizes and offsets stacked: (B, K + 4, h, w)."""

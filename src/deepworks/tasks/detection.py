@@ -74,7 +74,9 @@ def encode_targets(
     ys = torch.arange(h, device=boxes.device, dtype=boxes.dtype)  # (h,)
     dx = xs - ix[..., None]  # (B, M, w)
     dy = ys - iy[..., None]  # (B, M, h)
-    g = torch.exp(-(dy[..., :, None] ** 2 + dx[..., None, :] ** 2) / (2 * sigma[..., None, None] ** 2))
+    g = torch.exp(
+        -(dy[..., :, None] ** 2 + dx[..., None, :] ** 2) / (2 * sigma[..., None, None] ** 2)
+    )
     r = radius[..., None, None]
     window = (dy.abs()[..., :, None] <= r) & (dx.abs()[..., None, :] <= r)  # the official crop
     g = torch.where(window & valid[..., None, None], g, torch.zeros_like(g))  # (B, M, h, w)
@@ -143,9 +145,7 @@ class CenterNetLoss(nn.Module):
         n = mask.sum().clamp_min(1)
         size = ((at[..., :2] - t["size"]).abs() * mask).sum() / n
         offset = ((at[..., 2:] - t["offset"]).abs() * mask).sum() / n
-        return (
-            self.heatmap_weight * heat + self.size_weight * size + self.offset_weight * offset
-        )
+        return self.heatmap_weight * heat + self.size_weight * size + self.offset_weight * offset
 
 
 @register_loss("centernet")
