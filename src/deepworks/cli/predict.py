@@ -7,6 +7,7 @@ import io
 import json
 from pathlib import Path
 
+import numpy as np
 import typer
 
 from deepworks.cli import app, out
@@ -24,20 +25,30 @@ def predict(
     from deepworks.errors import ConfigError
     from deepworks.run import load_run_config
     from deepworks.run import predict as predict_run
-    from deepworks.utils import atomic_write_text
+    from deepworks.utils import atomic_write_bytes, atomic_write_text
 
-    if output is not None and output.suffix not in (".csv", ".json"):
-        raise ConfigError(f"--output {output}: use a .csv or .json file name")
+    if output is not None and output.suffix not in (".csv", ".json", ".npz"):
+        raise ConfigError(f"--output {output}: use a .csv, .json or (masks) .npz file name")
     cfg = load_run_config(run)
+    if cfg.task.name == "segmentation" and (output is None or output.suffix != ".npz"):
+        raise ConfigError("segmentation predictions are masks: pass -o masks.npz")
     info_path = run / "data.json"
     info = json.loads(info_path.read_text()) if info_path.is_file() else {}
     x, ids = read_inputs(inputs, info, cfg.data.kwargs)
     preds, info = predict_run(run, x, which=checkpoint)
     class_names = info.get("class_names")
+    if output is not None and output.suffix == ".npz":
+        buf = io.BytesIO()
+        np.savez_compressed(buf, ids=np.asarray(ids), **preds)
+        atomic_write_bytes(output, buf.getvalue())
+        return
     rows = []
     for i, sample in enumerate(ids):
         row = {"id": sample}
         pred = preds["y_pred"][i]
+        if np.ndim(pred) == 2:  # detections: one row per box [class, score, x1, y1, x2, y2]
+            rows += [_box_row(sample, det, class_names) for det in pred if det[0] >= 0]
+            continue
         if "y_prob" in preds:
             names = class_names or [str(k) for k in range(preds["y_prob"].shape[1])]
             row["prediction"] = names[int(pred)]
@@ -47,6 +58,8 @@ def predict(
         else:
             row["prediction"] = float(pred)
         rows.append(row)
+    if not rows:
+        rows = [{"id": "", "prediction": ""}]  # a header, nothing detected
     if output is not None and output.suffix == ".json":
         atomic_write_text(output, json.dumps(rows, indent=1))
         return
@@ -58,3 +71,10 @@ def predict(
         atomic_write_text(output, buf.getvalue())
     else:
         out.print(buf.getvalue(), end="", markup=False)
+
+
+def _box_row(sample: str, det, class_names: list[str] | None) -> dict:
+    cls, score, x1, y1, x2, y2 = (float(v) for v in det)
+    name = class_names[int(cls)] if class_names else str(int(cls))
+    box = {"x1": round(x1, 2), "y1": round(y1, 2), "x2": round(x2, 2), "y2": round(y2, 2)}
+    return {"id": sample, "prediction": name, "score": round(score, 4)} | box

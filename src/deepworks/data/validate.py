@@ -67,6 +67,10 @@ def _check_target_shape(raw: RawData, src: str) -> None:
     boxes = y[y[..., 0] >= 0]  # (K, 5) real boxes, padding rows are -1
     if not np.isfinite(boxes).all():
         raise DataError(f"{src}: boxes contain NaN/Inf values")
+    k = len(raw.class_names) if raw.class_names else None
+    if k is not None and len(boxes) and (boxes[:, 0] >= k).any():
+        bad = int(boxes[:, 0].max())
+        raise DataError(f"{src}: a box has class {bad}; classes must be in 0..{k - 1}")
     outside = (boxes[:, 1] < 0) | (boxes[:, 2] < 0) | (boxes[:, 3] > w) | (boxes[:, 4] > h)
     inverted = (boxes[:, 3] <= boxes[:, 1]) | (boxes[:, 4] <= boxes[:, 2])
     if outside.any() or inverted.any():

@@ -184,6 +184,8 @@ class Trainer:
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         step_model = torch.compile(self.model) if c.compile else self.model
+        if c.tta != "none" and self.task.name == "detection":
+            raise ConfigError("train.tta: flip is not supported for detection; use tta: none")
         augment = build_augment(c.augment, data.num_classes)
         if augment is not None and augment.soft_labels:
             self._check_soft_labels()
