@@ -15,12 +15,14 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/deepworks train examples/digits_mlp.yaml --out runs
 
+# Tests run many tiny models side by side with CLI subprocesses; one OpenMP thread each keeps
+# small convolutions from spin-waiting on a busy core (tens of times slower on 2 cores).
 test: $(STAMP)
 	$(BIN)/ruff check src tests bench
-	$(BIN)/pytest -x -q -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/pytest -x -q -m "not slow"
 
 test-all: $(STAMP)
-	$(BIN)/pytest -x -q
+	OMP_NUM_THREADS=1 $(BIN)/pytest -x -q
 
 bench: $(STAMP)
 	$(BIN)/python bench/overhead.py

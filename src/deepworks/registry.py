@@ -12,8 +12,11 @@ parametrized over the registries so that a newly registered component is tested 
 from __future__ import annotations
 
 import inspect
+import typing
 from collections.abc import Callable, Iterator
 from typing import Any
+
+from pydantic import ConfigDict, TypeAdapter, ValidationError
 
 from deepworks.errors import ConfigError, close_match, unknown_choice
 
@@ -60,7 +63,7 @@ class Registry:
         check_kwargs(factory, kwargs, where or f"{self.kind} {name!r}", fixed)
         try:
             return factory(**fixed, **kwargs)
-        except (TypeError, ValueError) as exc:
+        except (TypeError, ValueError, IndexError, KeyError) as exc:
             raise ConfigError(f"{where or name}: {exc}") from exc
 
     def names(self) -> list[str]:
@@ -105,13 +108,41 @@ def check_kwargs(
     if varkw:
         return
     allowed = [n for n in also if n not in names] + [n for n in names if n not in (fixed or {})]
-    for key in kwargs:
+    hints = _type_hints(factory)
+    for key, value in kwargs.items():
+        if key in hints and key not in also:
+            _check_type(hints[key], value, f"{where}.{key}" if where else key)
         if key not in allowed:
             hint = close_match(key, allowed)
             did_you_mean = f"; did you mean '{hint}'?" if hint else ""
             raise ConfigError(
                 f"{where}: unknown key {key!r}{did_you_mean} (choices: {', '.join(allowed)})"
             )
+
+
+def _type_hints(factory: Callable) -> dict[str, Any]:
+    target = factory.__init__ if inspect.isclass(factory) else factory
+    try:
+        return typing.get_type_hints(target)
+    except Exception:  # unresolvable annotations: skip the type check, the call still checks
+        return {}
+
+
+def _check_type(hint: Any, value: Any, where: str) -> None:
+    """Check a config value against a factory argument's annotation (``gamma: float``)."""
+    try:
+        adapter = TypeAdapter(hint, config=ConfigDict(arbitrary_types_allowed=True))
+    except Exception:  # e.g. a torch type pydantic cannot describe
+        return
+    try:
+        adapter.validate_python(value)
+    except ValidationError as exc:
+        msg = exc.errors()[0]["msg"]
+        plain = typing.get_origin(hint) is None and hasattr(hint, "__name__")
+        expected = hint.__name__ if plain else str(hint).replace("typing.", "")
+        raise ConfigError(
+            f"{where}: {value!r} is not a valid {expected} ({msg[0].lower() + msg[1:]})"
+        ) from exc
 
 
 MODELS = Registry("a model")

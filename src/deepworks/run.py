@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import json
+import shutil
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -164,7 +165,12 @@ def train(
     n_params = sum(p.numel() for p in model.parameters())
     atomic_write_text(run_dir / "model.txt", f"{model}\n\nparameters: {n_params:,}\n")
 
-    fit = trainer.fit(model, data, task, resume=checkpoint)
+    try:
+        fit = trainer.fit(model, data, task, resume=checkpoint)
+    except DeepworksError:
+        if resume is None and trainer.global_step == 0:  # failed while setting up: no run
+            shutil.rmtree(run_dir, ignore_errors=True)
+        raise
     metrics = {k: v for k, v in fit.metrics.items() if k.startswith("train/")}
     metrics["train/samples_per_s"] = fit.samples_per_s
     metrics["train/epochs"] = fit.epochs_run

@@ -245,28 +245,12 @@ def test_error_found_when_training_starts(train_fails, sets, needles):
     train_fails(*extra, needles=needles, leaves_nothing=False)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/deepworks/run.py:157 train() makes the run folder (new_run_dir) and writes "
-    "config.yaml/data.json/model.txt before trainer.fit (line 167) builds the loss (class "
-    "weights) and the optimizer/scheduler from their arguments, so these config errors leave a "
-    "half-made run folder (no checkpoints) that `evaluate` rejects; fix: set up the task loss "
-    "and configure_optimizers before new_run_dir, or remove the folder if fit fails before its "
-    "first checkpoint",
-)
 @pytest.mark.parametrize(("sets", "needles"), AT_FIT_START)
 def test_error_found_when_training_starts_leaves_no_half_made_run(train_fails, sets, needles):
     extra = [arg for item in sets for arg in ("--set", item)]
     train_fails(*extra, needles=needles)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/deepworks/registry.py:63 Registry.build turns only TypeError/ValueError of a "
-    "factory into a ConfigError; torch.optim.Adam indexes betas[1] and raises IndexError for "
-    "betas: [0.9], so the user gets a traceback (exit 1); fix: validate betas (two floats in "
-    "[0, 1)) in train/optimizers.py adam/adamw, and/or catch IndexError/KeyError in build",
-)
 def test_optimizer_betas_of_wrong_length(train_fails):
     train_fails(
         "--set", "train.optimizer.betas=[0.9]",
@@ -274,14 +258,6 @@ def test_optimizer_betas_of_wrong_length(train_fails):
     )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/deepworks/train/losses.py:93 focal() (like the other registered factories) never "
-    "checks its argument types: gamma: abc passes the config check and crashes in the first "
-    "training step with a TypeError traceback in FocalLoss.forward (losses.py:85); fix: coerce "
-    "in the factory (float(gamma) -> ValueError -> ConfigError), or validate kwargs against the "
-    "factory's annotations (pydantic.validate_call) in Registry.build",
-)
 def test_loss_argument_of_wrong_type(train_fails):
     train_fails(
         "--set", "train.loss={name: focal, gamma: abc}",
@@ -289,13 +265,6 @@ def test_loss_argument_of_wrong_type(train_fails):
     )  # fmt: skip
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/deepworks/config.py:142 RunConfig.name accepts any string and utils.new_run_dir "
-    "(utils.py:82) joins it onto --out, so name: ../escape (or an absolute path) writes the run "
-    "outside the output folder; fix: validate name as one plain folder name (e.g. pattern "
-    "^[A-Za-z0-9_.-]+$, not '.' or '..')",
-)
 def test_run_name_cannot_escape_the_output_folder(train_fails, guard):
     try:
         train_fails("--set", "name=../escape", needles=["name", "'../escape'"])
@@ -331,13 +300,6 @@ def test_crossval_one_fold(fails, tiny_config):
     fails("crossval", tiny_config, "--folds", "1", needles=["--folds 1", "at least 2"])
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="src/deepworks/evaluate/crossval.py:32 checks only folds < 2; with more folds than "
-    "samples scikit-learn's KFold.split raises ValueError and the user gets a traceback (exit "
-    "1); fix: raise ConfigError(f'--folds {folds}: more folds than the {n} samples') when "
-    "folds > len(raw.y)",
-)
 def test_crossval_more_folds_than_samples(fails, tiny_config):
     fails("crossval", tiny_config, "--folds", "1000", needles=["--folds 1000", "569"])
 

@@ -35,6 +35,8 @@ def crossval(
     cfg.train.progress = progress
     cfg.train.checkpoint = None
     raw = select_classes(load_raw(cfg.data.name, cfg.data.kwargs), cfg.data.classes)
+    if folds > len(raw.y):
+        raise ConfigError(f"--folds {folds}: more folds than the {len(raw.y)} samples")
     classify = raw.task_type == "classification"
     if classify and np.bincount(raw.y).min() >= folds:
         splitter = StratifiedKFold(folds, shuffle=True, random_state=cfg.seed)
