@@ -35,15 +35,6 @@ from deepworks.train.callbacks import Callback
 NUM_CLASSES = 3
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Small convnets on CPU run far faster on one thread than on two (OpenMP hand-offs)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 # --- models --------------------------------------------------------------------------------
 
 

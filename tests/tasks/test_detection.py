@@ -24,14 +24,6 @@ CPU = torch.device("cpu")
 PAD = [-1.0] * 5
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def shapes():
     return load_dataset(

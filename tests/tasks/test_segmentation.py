@@ -35,14 +35,6 @@ CPU = torch.device("cpu")
 FAST = {"progress": False, "checkpoint": None, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def seg_data():
     return dw.load_dataset(

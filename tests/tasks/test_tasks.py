@@ -25,14 +25,6 @@ FAST = {"progress": False, "checkpoint": None, "device": "cpu"}
 CPU = torch.device("cpu")
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def cancer():
     return load_dataset("breast_cancer", split={"val": 0.15, "test": 0.2}, seed=0)
@@ -280,7 +272,10 @@ def test_task_loss_and_data_mismatches(iris, diabetes):
             lambda: setup(Classification(), iris, name="cross_entropi"),
             "did you mean 'cross_entropy'",
         ),
-        (lambda: Classification().num_outputs(diabetes, LossConfig()), "needs one class label per sample"),
+        (
+            lambda: Classification().num_outputs(diabetes, LossConfig()),
+            "needs one class label per sample",
+        ),
         (lambda: Regression().num_outputs(iris, LossConfig()), "needs a real-valued target"),
         (
             lambda: setup(Regression(), diabetes, class_weights="balanced"),

@@ -49,10 +49,16 @@ def main() -> None:
     model = dw.create_model("mlp", in_features=64, num_classes=10, hidden=[32], dropout=0.3)
     callbacks = [Ready()] + ([KillAt(args.kill_at)] if args.kill_at else [])
     trainer = dw.Trainer(
-        epochs=args.epochs, batch_size=args.batch_size, loader=args.loader, progress=False,
-        optimizer={"name": "adam", "lr": 1e-3}, scheduler={"name": "cosine"},
-        checkpoint={"every_n_steps": args.every, "keep_last": 2}, run_dir=args.run_dir,
-        callbacks=callbacks, seed=0,
+        epochs=args.epochs,
+        batch_size=args.batch_size,
+        loader=args.loader,
+        progress=False,
+        optimizer={"name": "adam", "lr": 1e-3},
+        scheduler={"name": "cosine"},
+        checkpoint={"every_n_steps": args.every, "keep_last": 2},
+        run_dir=args.run_dir,
+        callbacks=callbacks,
+        seed=0,
     )
     resume = None
     if args.resume:

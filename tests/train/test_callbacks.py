@@ -22,14 +22,6 @@ from deepworks.train.trainer import Trainer
 FAST = {"progress": False, "checkpoint": None, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def data():
     """Iris: 150 samples, small enough that an epoch with validation takes milliseconds."""

@@ -127,7 +127,9 @@ def test_pickle_in_place_of_a_checkpoint_is_refused(tmp_path):
         load_checkpoint(target.parent)
     rc = subprocess.run(
         [str(Path(sys.executable).parent / "deepworks"), "evaluate", str(run)],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert rc.returncode == 2 and "Traceback" not in rc.stderr
     assert not marker.exists()
@@ -163,8 +165,12 @@ def nan_fit(tmp_path, on_nonfinite: str, step: int = 9):
     data = dw.load_dataset("iris", seed=0)
     model = NaNAt(dw.create_model("mlp", in_features=4, num_classes=3, hidden=[8]), step)
     trainer = dw.Trainer(
-        epochs=5, batch_size=16, progress=False, on_nonfinite=on_nonfinite,
-        checkpoint={"every_n_steps": 2}, run_dir=tmp_path,
+        epochs=5,
+        batch_size=16,
+        progress=False,
+        on_nonfinite=on_nonfinite,
+        checkpoint={"every_n_steps": 2},
+        run_dir=tmp_path,
     )
     return trainer, trainer.fit(model, data)
 
@@ -232,7 +238,9 @@ def test_corrupt_last_checkpoint_falls_back_to_an_older_one(tmp_path):
     assert bad.returncode == 2 and "DAMAGED" in bad.stdout
     resumed = subprocess.run(
         [exe, "train", "--resume", str(run), "--set", "train.epochs=4", "-q"],
-        capture_output=True, text=True, timeout=180,
+        capture_output=True,
+        text=True,
+        timeout=180,
     )
     assert resumed.returncode == 0, resumed.stderr
     assert f"skipping {newest.name}" in resumed.stderr
@@ -246,8 +254,12 @@ def test_sigterm_checkpoints_and_exits_3_then_resumes(tmp_path):
         "name: long\ndata: {name: digits}\nmodel: {name: mlp, hidden: [64]}\n"
         "train: {epochs: 300, batch_size: 16, progress: false}\n"
     )
-    p = subprocess.Popen([exe, "train", str(cfg), "--out", str(tmp_path / "runs")],
-                         stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    p = subprocess.Popen(
+        [exe, "train", str(cfg), "--out", str(tmp_path / "runs")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
     run = tmp_path / "runs" / "long"
     deadline = time.time() + 60
     while not (run / "history.csv").exists() and time.time() < deadline:

@@ -22,15 +22,6 @@ from deepworks.train.trainer import Trainer
 FAST = {"progress": False, "checkpoint": None, "device": "cpu"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """Tiny models run fastest on one thread (and do not fight other processes for cores)."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture(scope="module")
 def digits():
     return load_dataset("digits", split={"val": 0.1, "test": 0.2}, seed=0)
