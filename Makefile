@@ -18,7 +18,7 @@ demo: $(STAMP)
 # Tests run many tiny models side by side with CLI subprocesses; one OpenMP thread each keeps
 # small convolutions from spin-waiting on a busy core (tens of times slower on 2 cores).
 test: $(STAMP)
-	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
 	OMP_NUM_THREADS=1 $(BIN)/pytest -x -q -m "not slow"
 
 test-all: $(STAMP)
@@ -28,12 +28,12 @@ bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 
 lint: $(STAMP)
-	$(BIN)/ruff check src tests bench
-	$(BIN)/ruff format --check src tests bench
+	$(BIN)/ruff check src tests $(wildcard bench)
+	$(BIN)/ruff format --check src tests $(wildcard bench)
 
 format: $(STAMP)
-	$(BIN)/ruff format src tests bench
-	$(BIN)/ruff check --fix src tests bench
+	$(BIN)/ruff format src tests $(wildcard bench)
+	$(BIN)/ruff check --fix src tests $(wildcard bench)
 
 clean:
 	rm -rf $(VENV) runs build *.egg-info src/*.egg-info
