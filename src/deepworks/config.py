@@ -139,7 +139,7 @@ class TrainConfig(Strict):
 
 
 class RunConfig(Strict):
-    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]*$")  # a plain folder name
+    name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")  # a plain folder name
     seed: int = 0
     data: DataConfig = DataConfig()
     model: ModelConfig = ModelConfig()

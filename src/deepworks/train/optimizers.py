@@ -15,7 +15,10 @@ from deepworks.registry import register_optimizer
 
 
 def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Split trainable parameters into a decayed group (ndim >= 2) and a non-decayed one."""
+    """Split trainable parameters into a decayed group (ndim >= 2) and a non-decayed one (one
+    group when there is no decay: fewer groups, a cheaper step)."""
+    if not weight_decay:
+        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": 0.0}]
     decay, no_decay = [], []
     for p in model.parameters():
         if p.requires_grad:
@@ -27,9 +30,10 @@ def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
 
 
 def _fast(params: Iterable) -> dict:
-    """Fused kernels on CUDA (one launch for all parameters); PyTorch's default elsewhere."""
+    """Fused kernels (one pass over all parameters) on CUDA and CPU; the default elsewhere."""
     first = next((p for g in params for p in g["params"]), None)
-    return {"fused": True} if first is not None and first.is_cuda else {}
+    fusable = first is not None and first.device.type in ("cuda", "cpu")
+    return {"fused": True} if fusable and first.is_floating_point() else {}
 
 
 @register_optimizer("sgd")

@@ -363,10 +363,14 @@ class Trainer:
         saver = next((cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)), None)
         path = saver.save(self) if saver is not None else None
         name = signal.Signals(signum).name
-        where = f"checkpoint written to {path}" if path else "no checkpoint (checkpoint: null)"
+        if path is None:
+            raise TrainingInterrupted(
+                f"{name} received: stopped after step {self.global_step}; no checkpoint was "
+                "written (no run directory, or checkpoint: null)"
+            )
         raise TrainingInterrupted(
-            f"{name} received: stopped after step {self.global_step}, {where}; "
-            f"continue with: deepworks train --resume {self.run_dir}"
+            f"{name} received: stopped after step {self.global_step}, checkpoint written to "
+            f"{path}; continue with: deepworks train --resume {self.run_dir}"
         )
 
     def _penalty(self, params: list[torch.Tensor]) -> torch.Tensor:

@@ -161,7 +161,7 @@ class Affine(Augmentation):
     def __init__(
         self,
         degrees: float | tuple[float, float] = 0.0,
-        translate: float = 0.0,
+        translate: float | tuple[float, float] = 0.0,
         scale: tuple[float, float] = (1.0, 1.0),
         p: float = 1.0,
         fill: str = "zeros",
