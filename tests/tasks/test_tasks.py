@@ -279,7 +279,7 @@ def test_task_loss_and_data_mismatches(iris, diabetes):
         (lambda: Regression().num_outputs(iris, LossConfig()), "needs a real-valued target"),
         (
             lambda: setup(Regression(), diabetes, class_weights="balanced"),
-            "only classification has classes",
+            "regression data has no classes",
         ),
         (
             lambda: setup(Classification(), iris, class_weights=[1.0, 2.0]),

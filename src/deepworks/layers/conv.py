@@ -138,6 +138,22 @@ class DepthwiseSeparable(nn.Sequential):
         )
 
 
+def dense_stack(
+    features: int, dense: Sequence[int], dropout: float, activation: str
+) -> tuple[nn.Sequential, int]:
+    """Hidden dense layers between pooled conv features and the head: (dropout, linear, act)
+    per entry, then dropout; returns the stack and its output width."""
+    layers: list[nn.Module] = []
+    for hidden in dense:
+        if dropout > 0:
+            layers.append(nn.Dropout(dropout))
+        layers += [nn.Linear(features, hidden), act_layer(activation)]
+        features = hidden
+    if dropout > 0:
+        layers.append(nn.Dropout(dropout))
+    return nn.Sequential(*layers), features
+
+
 def global_pool(kind: str) -> nn.Module:
     """(B, C, H, W) -> (B, C) by average or max over space, or (B, C*H*W) by flattening."""
     if kind == "avg":

@@ -22,7 +22,14 @@ import torch
 from torch import nn
 
 from deepworks.layers import init_weights
-from deepworks.layers.conv import ConvBNAct, act_layer, conv_out, pair, pool_layer, same_padding
+from deepworks.layers.conv import (
+    ConvBNAct,
+    conv_out,
+    dense_stack,
+    pair,
+    pool_layer,
+    same_padding,
+)
 from deepworks.layers.conv import first_conv as find_first_conv
 from deepworks.layers.conv import global_pool as global_pool_layer
 from deepworks.models.base import Model
@@ -114,15 +121,7 @@ class CNN(Model):
         self.blocks = nn.Sequential(*blocks)
         self.pool = global_pool_layer(global_pool)
         features = width * h * w if global_pool == "flatten" else width
-        layers: list[nn.Module] = []
-        for hidden in dense:
-            if dropout > 0:
-                layers.append(nn.Dropout(dropout))
-            layers += [nn.Linear(features, hidden), act_layer(activation)]
-            features = hidden
-        if dropout > 0:
-            layers.append(nn.Dropout(dropout))
-        self.dense = nn.Sequential(*layers)
+        self.dense, features = dense_stack(features, dense, dropout, activation)
         self.head = nn.Linear(features, num_classes)
         self.num_features = features
         init_weights(self, init, nonlinearity=activation)

@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from deepworks.layers import init_weights
-from deepworks.layers.conv import ConvBNAct, act_layer, pair, pool_layer
+from deepworks.layers.conv import ConvBNAct, dense_stack, pair, pool_layer
 from deepworks.layers.conv import first_conv as find_first_conv
 from deepworks.layers.conv import global_pool as global_pool_layer
 from deepworks.models.base import Model
@@ -87,15 +87,7 @@ class VGG(Model):
         self.features = nn.Sequential(*layers)
         self.pool = global_pool_layer(global_pool)
         features = width * h * w if global_pool == "flatten" else width
-        classifier: list[nn.Module] = []
-        for hidden in dense:
-            if dropout > 0:
-                classifier.append(nn.Dropout(dropout))
-            classifier += [nn.Linear(features, hidden), act_layer(activation)]
-            features = hidden
-        if dropout > 0:
-            classifier.append(nn.Dropout(dropout))
-        self.classifier = nn.Sequential(*classifier)
+        self.classifier, features = dense_stack(features, dense, dropout, activation)
         self.head = nn.Linear(features, num_classes)
         self.num_features = features
         init_weights(self, init, nonlinearity=activation)

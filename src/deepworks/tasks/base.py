@@ -60,8 +60,8 @@ class Task:
     def class_weights(self, data: DataBundle, loss: LossConfig) -> torch.Tensor | None:
         if loss.class_weights is None:
             return None
-        if data.task_type != "classification":
-            raise ConfigError("train.loss.class_weights: only classification has classes")
+        if data.num_classes is None:
+            raise ConfigError(f"train.loss.class_weights: {data.task_type} data has no classes")
         if loss.class_weights == "balanced":
             return data.class_weights()
         weights = torch.tensor(loss.class_weights, dtype=torch.float32)

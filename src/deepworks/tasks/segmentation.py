@@ -131,21 +131,6 @@ class Segmentation(Task):
         self.loss_name(loss)
         return data.num_classes
 
-    def class_weights(self, data: DataBundle, loss: LossConfig) -> torch.Tensor | None:
-        """Balanced weights count pixels: ``N_pixels / (K · pixels_k)`` on the training split."""
-        if loss.class_weights is None:
-            return None
-        if loss.class_weights == "balanced":
-            return data.class_weights()
-        weights = torch.tensor(loss.class_weights, dtype=torch.float32)
-        if len(weights) != data.num_classes:
-            raise ConfigError(
-                f"train.loss.class_weights: {len(weights)} weights given for "
-                f"{data.num_classes} classes (background included); give one per class or "
-                "'balanced'"
-            )
-        return weights
-
     def _check(self, outputs: torch.Tensor, y: torch.Tensor) -> None:
         if outputs.ndim != 4 or outputs.shape[-2:] != y.shape[-2:]:
             raise ConfigError(
