@@ -263,3 +263,18 @@ def test_empty_file_is_the_default_config(tmp_path):
     path.write_text("")
     assert read_yaml(path) == {}
     assert load_config(path) == RunConfig()
+
+
+def test_relative_paths_in_a_config_file_resolve_from_its_folder(tmp_path, monkeypatch):
+    folder = tmp_path / "configs"
+    folder.mkdir()
+    (folder / "pre.yaml").write_text("name: pre\n")
+    (folder / "main.yaml").write_text("name: main\nmodel: {name: mlp, pretrained: pre.yaml}\n")
+    elsewhere = tmp_path / "elsewhere"
+    elsewhere.mkdir()
+    monkeypatch.chdir(elsewhere)
+    cfg = load_config(folder / "main.yaml")
+    assert cfg.model.pretrained == str(folder / "pre.yaml")
+    # a path that exists from the working directory keeps its meaning
+    (elsewhere / "pre.yaml").write_text("name: other\n")
+    assert load_config(folder / "main.yaml").model.pretrained == "pre.yaml"

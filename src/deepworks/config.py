@@ -268,10 +268,26 @@ def load_config(
         raw, where = dict(source), "config"
     else:
         raw, where = read_yaml(source), str(source)
+        _resolve_paths(raw, Path(source).parent)
     raw = apply_overrides(_deep_copy(raw), parse_overrides(overrides))
     config = validate(RunConfig, raw, where)
     check_components(config, where)
     return config
+
+
+PATH_KEYS = (("model", "pretrained"), ("data", "path"))
+
+
+def _resolve_paths(raw: dict[str, Any], base: Path) -> None:
+    """A relative path in a config file that does not exist from the working directory but does
+    from the file's own folder is taken from there (so example configs run from anywhere)."""
+    for section, key in PATH_KEYS:
+        part = raw.get(section)
+        value = part.get(key) if isinstance(part, dict) else None
+        if not isinstance(value, str) or not value or Path(value).is_absolute():
+            continue
+        if not Path(value).exists() and (base / value).exists():
+            part[key] = str(base / value)
 
 
 def _deep_copy(obj: Any) -> Any:

@@ -62,8 +62,10 @@ def build_task(config: RunConfig) -> Task:
 
 
 def data_kwargs(data: DataBundle, num_outputs: int) -> dict[str, Any]:
-    """Sizes a model can take from its data: flat width, channels, image size, outputs."""
+    """Sizes a model can take from its data: flat width, channels, image size, outputs, and the
+    data's own ``model_sizes`` (vocabulary size, padding id, forecast horizon, ...)."""
     sizes: dict[str, Any] = {"in_features": data.num_features, "num_classes": num_outputs}
+    sizes |= data.model_sizes
     if len(data.input_shape) == 3:
         sizes["in_channels"] = data.input_shape[0]
         sizes["image_size"] = list(data.input_shape[1:])
@@ -102,6 +104,18 @@ def apply_pretrained(source: str, model: Model, run_dir: Path, warn: Any = None)
         )
     load_backbone(model, path)
     return path
+
+
+def json_extras(extras: dict[str, Any]) -> dict[str, Any]:
+    """The entries of ``DataBundle.extras`` that JSON can hold."""
+    kept = {}
+    for key, value in extras.items():
+        try:
+            json.dumps(value)
+        except (TypeError, ValueError):
+            continue
+        kept[key] = value
+    return kept
 
 
 def _plain(model: torch.nn.Module) -> dict[str, Any]:
@@ -159,13 +173,14 @@ def train(
     trainer.run_dir = run_dir
     atomic_write_text(run_dir / "config.yaml", dump_config(cfg))
     info = data.describe() | {"scaler": data.scaler, "class_names": data.class_names}
-    _write_json(run_dir / "data.json", info | {"feature_names": data.feature_names})
-    if cfg.model.pretrained and checkpoint is None:
-        apply_pretrained(cfg.model.pretrained, model, run_dir, warn)
+    info |= {"feature_names": data.feature_names, "extras": json_extras(data.extras)}
+    _write_json(run_dir / "data.json", info)
     n_params = sum(p.numel() for p in model.parameters())
     atomic_write_text(run_dir / "model.txt", f"{model}\n\nparameters: {n_params:,}\n")
 
     try:
+        if cfg.model.pretrained and checkpoint is None:
+            apply_pretrained(cfg.model.pretrained, model, run_dir, warn)
         fit = trainer.fit(model, data, task, resume=checkpoint)
     except DeepworksError:
         if resume is None and trainer.global_step == 0:  # failed while setting up: no run

@@ -7,7 +7,7 @@ import pytest
 import torch
 
 import deepworks as dw
-from deepworks.errors import CheckpointError
+from deepworks.errors import CheckpointError, ConfigError
 from deepworks.train.callbacks import Callback, GradualUnfreeze
 from deepworks.transfer import load_backbone, split_parameters
 
@@ -121,3 +121,15 @@ def test_pretrained_config_is_trained_first_inside_the_run(tmp_path):
     pretrained = run.dir / "pretrained" / "pre"
     assert (pretrained / "checkpoints" / "best" / "model.safetensors").exists()
     assert "test/accuracy" in run.metrics
+
+
+def test_a_bad_pretrained_source_leaves_no_run_behind(tmp_path):
+    cfg = {
+        "name": "tl",
+        "data": {"name": "digits"},
+        "model": {"name": "mlp", "pretrained": str(tmp_path / "missing")},
+        "train": {"epochs": 1} | FAST,
+    }
+    with pytest.raises(ConfigError, match="neither a run directory nor a YAML config"):
+        dw.train(cfg, out=tmp_path / "runs")
+    assert not any((tmp_path / "runs").iterdir())

@@ -9,10 +9,18 @@ from typing import Any, Literal
 import numpy as np
 import torch
 
-TaskType = Literal["classification", "regression", "segmentation", "detection"]
+TaskType = Literal[
+    "classification",
+    "regression",
+    "segmentation",
+    "detection",
+    "language_model",
+    "forecasting",
+    "seq2seq",
+]
 
 #: Task types whose targets are integer class indices (per sample, or per pixel).
-INTEGER_TARGETS = ("classification", "segmentation")
+INTEGER_TARGETS = ("classification", "segmentation", "language_model", "seq2seq")
 
 
 def target_dtype(task_type: str) -> torch.dtype:
@@ -90,6 +98,11 @@ class DataBundle:
     Attributes:
         scaler: The scaling fitted on the training split ({"kind", "shift", "scale"}), kept so that
             ``predict`` applies the same transform to new inputs.
+        model_sizes: Sizes a model takes from its data besides the input shape and classes, e.g.
+            ``{"vocab_size": 98, "pad_id": 0}`` for token ids (see ``run.data_kwargs``).
+        extras: What a task, ``predict`` or the report needs to know about the data; the
+            JSON-serializable entries (a tokenizer's ``to_dict()``, a series' dates) are saved in
+            the run's ``data.json``.
     """
 
     name: str
@@ -103,6 +116,7 @@ class DataBundle:
     feature_names: list[str] | None = None
     is_image: bool = False
     scaler: dict[str, Any] | None = None
+    model_sizes: dict[str, Any] = field(default_factory=dict)
     extras: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -113,7 +127,9 @@ class DataBundle:
     @property
     def num_outputs(self) -> int:
         """Width of a model's output layer: number of classes, or 1 for regression."""
-        return 1 if self.task_type == "regression" else self.num_classes
+        if self.task_type in ("regression", "forecasting"):
+            return 1
+        return self.num_classes
 
     def class_counts(self) -> np.ndarray:
         """Count of each class in the training split (of pixels, for segmentation)."""

@@ -16,7 +16,7 @@ from deepworks.data.bundle import DataBundle, LazySplit, RawData, Split, target_
 from deepworks.data.imbalance import resample
 from deepworks.data.validate import validate_raw
 from deepworks.errors import DataError
-from deepworks.registry import DATASETS
+from deepworks.registry import DATASETS, accepted_kwargs
 
 DEFAULT_SPLIT = {"val": 0.1, "test": 0.2}
 
@@ -167,13 +167,28 @@ def load_dataset(
             validation and test stay whole.
         **options: Options of the dataset itself (``path``, ``target``, ``as_image``, ...).
 
+    Sequence datasets (text, time series) take ``split``, ``seed`` and ``scale`` themselves and
+    return a finished :class:`DataBundle`: their tokenizer or scaler is fitted on the training
+    part, and a time series is split by time, not at random.
+
     Example:
         >>> data = load_dataset("digits", split={"val": 0.1, "test": 0.2}, seed=0)
         >>> data.train.x.shape
         torch.Size([1258, 64])
     """
-    raw = select_classes(load_raw(name, options), classes)
     fractions = DEFAULT_SPLIT if split is None else split
+    accepted, _ = accepted_kwargs(DATASETS.get(name, where="data.name"))
+    if "split" in accepted:
+        unsupported = {"imbalance": imbalance != "none", "classes": classes is not None}
+        unsupported["train_per_class"] = train_per_class is not None
+        for key, used in unsupported.items():
+            if used:
+                raise DataError(f"data.{key}: not supported by the {name} dataset; remove it")
+        given = {"split": fractions, "seed": seed, "scale": scale}
+        return DATASETS.build(
+            name, {k: v for k, v in given.items() if k in accepted} | options, where="data"
+        )
+    raw = select_classes(load_raw(name, options), classes)
     classify = raw.task_type == "classification"
     parts = split_indices(raw.y, fractions, seed, stratify and classify)
     if train_per_class is not None:

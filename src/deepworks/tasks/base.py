@@ -25,6 +25,9 @@ class Task:
 
     name = "task"
     losses: tuple[str, ...] = ()
+    #: False for tasks whose consecutive training batches continue each other (truncated BPTT
+    #: with a carried hidden state): the Trainer then keeps the training split in order.
+    shuffle_train = True
 
     def __init__(self):
         self.loss_fn: nn.Module | None = None
@@ -117,6 +120,17 @@ class Task:
         outputs = model(x)
         return self.loss_fn(outputs, y), outputs
 
+    def start_epoch(self) -> None:
+        """Called by the Trainer before each training epoch (e.g. to reset a carried state)."""
+
+    def carry_state(self) -> dict[str, torch.Tensor]:
+        """Tensors carried from one training step to the next (a recurrent hidden state), saved
+        in checkpoints so that a resumed run continues exactly."""
+        return {}
+
+    def load_carry_state(self, state: dict[str, torch.Tensor]) -> None:
+        """Restore what :meth:`carry_state` returned."""
+
     def batch_stats(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor | None:
         """Per-batch sums kept on the device for cheap training metrics (None: no metrics)."""
         return None
@@ -125,6 +139,11 @@ class Task:
         return {}
 
     # --- evaluation -------------------------------------------------------------------------
+    def eval_step(self, model: nn.Module, x: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
+        """The outputs of one evaluation batch, gathered over a split for :meth:`evaluate`
+        (e.g. decoded sequences instead of teacher-forced logits). Default: ``model(x)``."""
+        return model(x)
+
     def evaluate(
         self, outputs: torch.Tensor, y: torch.Tensor, full: bool = True
     ) -> tuple[dict[str, float], dict[str, Any] | None, dict[str, np.ndarray]]:

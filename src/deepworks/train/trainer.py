@@ -150,7 +150,7 @@ class Trainer:
         return make_loader(
             split,
             c.batch_size if train else (c.eval_batch_size or max(c.batch_size, 256)),
-            shuffle=train,
+            shuffle=train and (self.task is None or self.task.shuffle_train),
             seed=self.seed,
             kind=c.loader,
             num_workers=c.num_workers,
@@ -221,6 +221,8 @@ class Trainer:
             while self.epoch < c.epochs and not self.should_stop:
                 for cb in self.callbacks:
                     cb.on_epoch_start(self)
+                if self.batch_in_epoch == 0:
+                    self.task.start_epoch()
                 self.model.train()
                 keep_frozen_norms_in_eval(self.model)
                 t0 = time.perf_counter()
@@ -407,9 +409,13 @@ class Trainer:
         model.eval()
         outs = []
         flip = self.config.tta == "flip"
-        for x, _ in self.loader(split, train=False):
+        default_step = type(self.task).eval_step is Task.eval_step
+        for x, y in self.loader(split, train=False):
             x = x.to(self.device, non_blocking=True)
             with self.autocast():
+                if not default_step:
+                    outs.append(self.task.eval_step(model, x, y.to(self.device)).float())
+                    continue
                 out = model(x).float()
                 if flip and x.ndim == 4:  # test-time augmentation: mirror, predict, mirror back
                     mirrored = model(x.flip(-1)).float()
@@ -468,6 +474,7 @@ class Trainer:
             "sampler": self.sampler.state_dict(),
             "rng": get_rng_state(),
             "task": self.task.state(),
+            "task_carry": self.task.carry_state(),
             "callbacks": {k: cb.state_dict() for k, cb in _callback_keys(self.callbacks).items()},
             "train_config": self.config.model_dump(mode="json"),
         }
@@ -497,6 +504,8 @@ class Trainer:
         self.batch_in_epoch = state["batch_in_epoch"]
         self.should_stop, self.stop_reason = state["should_stop"], state["stop_reason"]
         self.task.load_state(state["task"])
+        carry = state.get("task_carry") or {}
+        self.task.load_carry_state({k: v.to(self.device) for k, v in carry.items()})
         start = self.batch_in_epoch * self.config.batch_size
         self.sampler.load_state_dict(state["sampler"], start=start)
         if state["running"] is not None:
