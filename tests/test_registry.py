@@ -1,11 +1,12 @@
 """Registry-driven tests: every registered model, optimizer, scheduler, loss and callback.
 
 Each test is parametrized over a registry, so a component is tested the moment it is registered.
-A model class may give hints: ``example_input_shape`` (one sample's shape) and ``example_kwargs``
-(constructor arguments besides ``num_classes``). Without them a model taking ``in_features`` gets
+A model class may give hints: ``example_input_shape`` (one sample's shape), ``example_kwargs``
+(constructor arguments besides ``num_classes``) and ``example_input(n, generator)`` (the
+arguments of ``forward`` for a batch of n, e.g. token ids). Without them a model taking ``in_features`` gets
 12 flat features, and one taking ``in_channels`` / ``image_size`` gets 1 x 16 x 16 images.
-Classifiers must return (B, num_classes); dense models (segmentation, detection) return maps
-whose dim 1 grows with ``num_classes``. Losses get outputs and targets in the form of the task
+Classifiers must return (B, num_classes); sequence models (B, L, num_classes); dense models
+(segmentation, detection) return maps whose dim 1 grows with ``num_classes``. Losses get outputs and targets in the form of the task
 that lists them (``Task.losses``).
 """
 
@@ -70,16 +71,34 @@ def make_model(name: str, num_classes: int = NUM_CLASSES, **kwargs) -> torch.nn.
 B = 3  # one batch size everywhere: convnets on CPU pay a first-call cost per input shape
 
 
-def batch(name: str, n: int = B, seed: int = 0) -> tuple[torch.Tensor, torch.Tensor]:
+class Inputs(tuple):
+    """The arguments of ``forward`` for models that take more than one tensor."""
+
+
+def batch(name: str, n: int = B, seed: int = 0) -> tuple[torch.Tensor | Inputs, torch.Tensor]:
     g = torch.Generator().manual_seed(seed)
-    x = torch.randn(n, *input_shape(name), generator=g)
+    example = getattr(MODELS.get(name), "example_input", None)
+    if example is not None:
+        x = example(n, g)
+        x = Inputs(x) if isinstance(x, tuple) else x
+    else:
+        x = torch.randn(n, *input_shape(name), generator=g)
     y = torch.arange(n) % NUM_CLASSES
     return x, y
 
 
+def call(model: torch.nn.Module, x, features: bool = False) -> torch.Tensor:
+    args = x if isinstance(x, Inputs) else (x,)
+    if features:
+        return model.forward_head(model.forward_features(*args))
+    return model(*args)
+
+
 def class_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-    """Cross-entropy over dim 1: per sample (B, K), or per cell of a dense map (B, C, H, W) with
-    every cell of sample i labelled y[i]."""
+    """Cross-entropy over the class dim: per sample (B, K), per position of a sequence (B, L, K),
+    or per cell of a dense map (B, C, H, W); every position / cell of sample i is labelled y[i]."""
+    if out.ndim == 3:
+        return F.cross_entropy(out.transpose(1, 2), y.view(-1, 1).expand(-1, out.shape[1]))
     if out.ndim > 2:
         y = y.view(-1, *([1] * (out.ndim - 2))).expand(out.shape[0], *out.shape[2:])
     return F.cross_entropy(out, y)
@@ -90,12 +109,14 @@ def class_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
 def test_model_forward_shape(name):
     model = make_model(name)
     x, _ = batch(name)
-    out = model(x)
+    out = call(model, x)
     assert out.shape[0] == B
     assert out.dtype == torch.float32
     assert torch.isfinite(out).all()
     if out.ndim == 2:  # a classifier: one logit per class
         assert out.shape == (B, NUM_CLASSES)
+    if out.ndim == 3:  # a sequence model: one logit per class and position
+        assert out.shape[2] == NUM_CLASSES
 
 
 @pytest.mark.parametrize("name", MODELS.names())
@@ -103,8 +124,8 @@ def test_model_forward_is_head_of_features(name):
     model = make_model(name).eval()
     x, _ = batch(name)
     with torch.no_grad():
-        full = model(x)
-        split = model.forward_head(model.forward_features(x))
+        full = call(model, x)
+        split = call(model, x, features=True)
     torch.testing.assert_close(full, split)
 
 
@@ -113,11 +134,13 @@ def test_model_forward_is_head_of_features(name):
 def test_model_reset_classifier(name):
     model = make_model(name)
     x, _ = batch(name)
-    before = model(x).shape
+    before = call(model, x).shape
     model.reset_classifier(7)
-    after = model(x).shape
-    # num_classes is the width of dim 1 (dense models may add channels, e.g. box sizes)
-    assert after == (B, before[1] + 7 - NUM_CLASSES, *before[2:])
+    after = call(model, x).shape
+    if len(before) == 3:  # (B, L, num_classes)
+        assert after == (*before[:2], 7)
+    else:  # num_classes is the width of dim 1 (dense models may add channels, e.g. box sizes)
+        assert after == (B, before[1] + 7 - NUM_CLASSES, *before[2:])
     config = model.get_config()
     assert config["num_classes"] == 7
     rebuilt = type(model).from_config(config)
@@ -146,7 +169,7 @@ def test_model_config_round_trip(name):
 def test_model_backward_gives_finite_gradients(name):
     model = make_model(name)
     x, y = batch(name)
-    class_loss(model(x), y).backward()
+    class_loss(call(model, x), y).backward()
     for pname, p in model.named_parameters():
         if p.requires_grad:
             assert p.grad is not None, f"{pname} got no gradient"
@@ -163,7 +186,7 @@ def test_model_overfits_a_tiny_batch(name):
     losses = []
     for _ in range(30):
         optimizer.zero_grad()
-        loss = class_loss(model(x), y)
+        loss = class_loss(call(model, x), y)
         loss.backward()
         optimizer.step()
         losses.append(loss.item())
