@@ -3,11 +3,12 @@
 Each test is parametrized over a registry, so a component is tested the moment it is registered.
 A model class may give hints: ``example_input_shape`` (one sample's shape), ``example_kwargs``
 (constructor arguments besides ``num_classes``) and ``example_input(n, generator)`` (the
-arguments of ``forward`` for a batch of n, e.g. token ids). Without them a model taking ``in_features`` gets
-12 flat features, and one taking ``in_channels`` / ``image_size`` gets 1 x 16 x 16 images.
+arguments of ``forward`` for a batch of n, e.g. token ids). Without them a model taking
+``in_features`` gets 12 flat features, and one taking ``in_channels`` / ``image_size`` gets
+1 x 16 x 16 images.
 Classifiers must return (B, num_classes); sequence models (B, L, num_classes); dense models
-(segmentation, detection) return maps whose dim 1 grows with ``num_classes``. Losses get outputs and targets in the form of the task
-that lists them (``Task.losses``).
+(segmentation, detection) return maps whose dim 1 grows with ``num_classes``. Losses get
+outputs and targets in the form of the task that lists them (``Task.losses``).
 """
 
 from __future__ import annotations
