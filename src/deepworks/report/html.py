@@ -179,7 +179,7 @@ def _evaluation_sections(run: RunFiles) -> list[tuple[str, str, str]]:
     # Each task type with pictures of its own has a module ``report/<task>.py`` whose
     # ``sections(run, split)`` returns (anchor, title, html) triples; conv nets add ``vision``.
     extra = _optional_sections("vision", run, split)
-    if task in ("segmentation", "detection"):
+    if task not in (None, "classification", "regression"):
         return _optional_sections(task, run, split) + extra
     if task == "classification":
         from deepworks.report.classification import classification_sections

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import csv
 import json
+import typing
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,9 +19,10 @@ from typing import Any
 import numpy as np
 import yaml
 
+from deepworks.data.bundle import TaskType
 from deepworks.errors import CheckpointError
 
-TASK_TYPES = ("classification", "regression", "segmentation", "detection")
+TASK_TYPES = typing.get_args(TaskType)
 
 
 @dataclass
