@@ -116,7 +116,8 @@ class TrainConfig(Strict):
     optimizer: OptimizerConfig = OptimizerConfig()
     scheduler: SchedulerConfig | None = None
     loss: LossConfig = LossConfig()
-    grad_clip_norm: float | None = Field(None, gt=0)
+    # None: the model's default (recurrent models clip at 1.0, others not); 0: never clip
+    grad_clip_norm: float | None = Field(None, ge=0)
     grad_clip_value: float | None = Field(None, gt=0)
     accumulate: int = Field(1, ge=1)
     l1: float = Field(0.0, ge=0)

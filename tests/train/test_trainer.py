@@ -181,6 +181,25 @@ def test_gradient_clipping_equals_torch_clip(small, option, value, clip):
     assert differs(model, unclipped)
 
 
+def test_a_model_default_clip_norm_applies_unless_the_config_sets_one(small):
+    """Recurrent models declare ``default_grad_clip_norm``; ``grad_clip_norm: 0`` turns it off."""
+    sgd = {"name": "sgd", "lr": 0.5}
+    default, explicit, off, plain = mlp(), mlp(), mlp(), mlp()
+    for m in (default, off):
+        m.default_grad_clip_norm = 0.05
+    Trainer(epochs=1, batch_size=32, optimizer=sgd, seed=2, **FAST).fit(default, small)
+    Trainer(epochs=1, batch_size=32, optimizer=sgd, seed=2, grad_clip_norm=0.05, **FAST).fit(
+        explicit, small
+    )
+    Trainer(epochs=1, batch_size=32, optimizer=sgd, seed=2, grad_clip_norm=0, **FAST).fit(
+        off, small
+    )
+    Trainer(epochs=1, batch_size=32, optimizer=sgd, seed=2, **FAST).fit(plain, small)
+    assert_same_weights(default, explicit)
+    assert_same_weights(off, plain)
+    assert differs(default, plain)
+
+
 @pytest.mark.parametrize("l1, l2", [(1e-3, 0.0), (0.0, 1e-2), (1e-3, 1e-2)])
 def test_l1_l2_penalties_equal_a_manual_penalty(small, l1, l2):
     def penalty(m):  # on weight matrices, not biases (as Keras kernel regularizers)

@@ -179,6 +179,10 @@ class Trainer:
         self.task = self._build_task(task)
         self.model = model.to(self.device)
         self.task.setup(data, c.loss, self.device, model)
+        # recurrent models clip gradients unless the config says otherwise (exploding gradients)
+        self.clip_norm = c.grad_clip_norm
+        if self.clip_norm is None:
+            self.clip_norm = getattr(model, "default_grad_clip_norm", None)
         conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
         channels_last = conv and self.device.type == "cuda"
         if channels_last:
@@ -388,13 +392,14 @@ class Trainer:
     def _optimizer_step(self, scaler: torch.amp.GradScaler) -> bool:
         """Clip, step and reset gradients; False (no step) if the gradient norm is not finite."""
         c = self.config
-        if c.grad_clip_norm or c.grad_clip_value:
+        clip_norm = self.clip_norm
+        if clip_norm or c.grad_clip_value:
             scaler.unscale_(self.optimizer)
             params = [p for p in self.model.parameters() if p.grad is not None]
             if c.grad_clip_value:
                 torch.nn.utils.clip_grad_value_(params, c.grad_clip_value)
-            if c.grad_clip_norm:
-                norm = torch.nn.utils.clip_grad_norm_(params, c.grad_clip_norm)
+            if clip_norm:
+                norm = torch.nn.utils.clip_grad_norm_(params, clip_norm)
                 if not scaler.is_enabled() and not self._finite(norm, "gradient norm"):
                     return False
         scaler.step(self.optimizer)
