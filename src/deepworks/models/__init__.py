@@ -12,6 +12,7 @@ from deepworks.models import (  # noqa: F401  (registers models)
     mlp,
     mobilenet,
     resnet,
+    rnn,
     unet,
     vgg,
 )
