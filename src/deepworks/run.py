@@ -133,6 +133,7 @@ def train(
     progress: bool | None = None,
     resume: str | Path | None = None,
     warn: Any = None,
+    callbacks: list[Any] | None = None,
 ) -> Run:
     """Train from a config: data → model → Trainer.fit → test metrics → run directory + report.
 
@@ -143,6 +144,7 @@ def train(
         progress: Show the progress bar (default: the config's ``train.progress``).
         resume: A run directory to continue from its newest valid checkpoint.
         warn: Called with a line for each checkpoint skipped on resume (default: ignore).
+        callbacks: Callback objects added to the configured ones (e.g. a ``Profiler``).
 
     Example:
         >>> run = train("examples/digits_mlp.yaml", overrides={"train.epochs": 5})
@@ -167,7 +169,8 @@ def train(
     data = build_data(cfg)
     task = build_task(cfg)
     model = build_model(cfg, data, task)
-    trainer = Trainer(cfg.train, seed=cfg.seed)  # checks the device before anything is written
+    # the Trainer checks the device before anything is written
+    trainer = Trainer(cfg.train, seed=cfg.seed, callbacks=callbacks)
     if resume is None:
         run_dir = new_run_dir(cfg.out, cfg.name)
     trainer.run_dir = run_dir

@@ -22,6 +22,14 @@ HEADLINE = (
     "r2",
     "rmse",
     "mae",
+    "mase",
+    "mae_vs_seasonal_naive_h1",
+    "mae_vs_seasonal_naive",
+    "bits_per_char",
+    "perplexity",
+    "exact_match",
+    "bleu",
+    "token_accuracy",
 )
 
 
@@ -49,6 +57,11 @@ def train(
         help="Continue a run from its newest valid checkpoint (exactly where it stopped)",
     ),
     quiet: bool = typer.Option(False, "--quiet", "-q", help="No progress bar"),
+    profile: bool = typer.Option(
+        False,
+        "--profile",
+        help="Profile 10 training steps: <run>/profile/trace.json, top ops, time outside the model",
+    ),
 ) -> None:
     """Train a model from a config; writes a run directory with metrics and a report.
 
@@ -60,6 +73,11 @@ def train(
     def warn(line: str) -> None:
         err.print(f"warning: {line}", markup=False)
 
+    callbacks = []
+    if profile:
+        from deepworks.train.callbacks import Profiler
+
+        callbacks.append(Profiler(printer=lambda line: err.print(line, markup=False)))
     run = train_run(
         config,
         overrides=set_,
@@ -67,6 +85,7 @@ def train(
         progress=False if quiet else None,
         resume=resume,
         warn=warn,
+        callbacks=callbacks,
     )
     if run.fit is not None and run.fit.stop_reason:
         err.print(f"stopped: {run.fit.stop_reason}", markup=False)

@@ -208,6 +208,9 @@ class Trainer:
             self.total_steps = min(self.total_steps, c.max_steps)
         self.callbacks = self._build_callbacks()
         batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
+        # named regions for the profiler (``--profile``); free no-ops otherwise
+        profiling = any(getattr(cb, "profiles", False) for cb in self.callbacks)
+        mark = torch.profiler.record_function if profiling else _no_region
         penalized = self._penalty_params() if (c.l1 or c.l2) else []
         scaler = torch.amp.GradScaler(enabled=c.precision == "fp16" and self.device.type == "cuda")
         history: list[dict[str, Any]] = []
@@ -239,7 +242,7 @@ class Trainer:
                         x, y = augment(x, y)
                     if channels_last and x.ndim == 4:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    with self.autocast():
+                    with self.autocast(), mark("deepworks.forward"):
                         loss, outputs = self.task.training_step(step_model, x, y)
                     if penalized:
                         loss = loss + self._penalty(penalized)
@@ -248,7 +251,8 @@ class Trainer:
                             self.optimizer.zero_grad(set_to_none=True)
                             continue
                         break
-                    scaler.scale(loss / c.accumulate if c.accumulate > 1 else loss).backward()
+                    with mark("deepworks.backward"):
+                        scaler.scale(loss / c.accumulate if c.accumulate > 1 else loss).backward()
                     running += loss.detach()
                     s = self.task.batch_stats(outputs.detach(), y)
                     if s is not None:
@@ -257,7 +261,9 @@ class Trainer:
                     counted += 1
                     if (i + 1) % c.accumulate and i + 1 < batches:
                         continue
-                    if not self._optimizer_step(scaler):
+                    with mark("deepworks.optimizer"):
+                        stepped = self._optimizer_step(scaler)
+                    if not stepped:
                         if c.on_nonfinite == "skip_batch":
                             continue
                         break
@@ -562,6 +568,10 @@ def _callback_keys(callbacks: list[Callback]) -> dict[str, Callback]:
             key = f"{name}#{n}"
         keys[key] = cb
     return keys
+
+
+def _no_region(name: str) -> contextlib.nullcontext:
+    return contextlib.nullcontext()
 
 
 def _to(t: torch.Tensor | None, device: torch.device) -> torch.Tensor | None:

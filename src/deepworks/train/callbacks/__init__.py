@@ -6,6 +6,7 @@ from deepworks.train.callbacks.gradual_unfreeze import GradualUnfreeze
 from deepworks.train.callbacks.history import HistoryLogger
 from deepworks.train.callbacks.lr_monitor import LRMonitor
 from deepworks.train.callbacks.model_checkpoint import ModelCheckpoint
+from deepworks.train.callbacks.profiler import Profiler
 from deepworks.train.callbacks.progress import ProgressBar
 
 __all__ = [
@@ -16,4 +17,5 @@ __all__ = [
     "LRMonitor",
     "ModelCheckpoint",
     "ProgressBar",
+    "Profiler",
 ]
