@@ -1,6 +1,14 @@
 """Tasks: what a training step means (``deepworks list tasks``)."""
 
-from deepworks.tasks import classification, detection, regression, segmentation  # noqa: F401
+from deepworks.tasks import (  # noqa: F401
+    classification,
+    detection,
+    forecasting,
+    regression,
+    segmentation,
+    seq2seq,
+    sequence,
+)
 from deepworks.tasks.base import Task
 
 __all__ = ["Task"]
