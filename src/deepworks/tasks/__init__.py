@@ -6,6 +6,7 @@ from deepworks.tasks import (  # noqa: F401
     forecasting,
     regression,
     segmentation,
+    sequence,
 )
 from deepworks.tasks.base import Task
 
