@@ -131,6 +131,7 @@ class TrainConfig(Strict):
     compile: bool = False
     deterministic: bool = False
     early_stopping: EarlyStoppingConfig | None = None
+    ema: float | None = Field(None, gt=0, lt=1)  # EMA of the weights with this decay, e.g. 0.999
     checkpoint: CheckpointConfig | None = CheckpointConfig()
     callbacks: list[CallbackConfig] = []
     on_nonfinite: Literal["stop", "skip_batch", "raise"] = "stop"

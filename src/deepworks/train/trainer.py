@@ -33,6 +33,7 @@ from deepworks.errors import CheckpointError, ConfigError, DeepworksError
 from deepworks.registry import CALLBACKS, TASKS
 from deepworks.tasks.base import Task
 from deepworks.train.callbacks import (
+    EMA,
     Callback,
     EarlyStopping,
     HistoryLogger,
@@ -140,6 +141,8 @@ class Trainer:
             cbs.append(EarlyStopping(**c.early_stopping.model_dump()))
         if c.checkpoint is not None:
             cbs.append(ModelCheckpoint(**c.checkpoint.model_dump()))
+        if c.ema is not None:
+            cbs.append(EMA(decay=c.ema))
         for i, cb in enumerate(c.callbacks):
             cbs.append(CALLBACKS.build(cb.name, cb.kwargs, where=f"train.callbacks.{i}"))
         cbs += self.extra_callbacks
@@ -285,6 +288,8 @@ class Trainer:
                 samples += seen
                 logs = self._epoch_logs(running, stats, seen, counted)
                 if data.val is not None and len(data.val):
+                    for cb in self.callbacks:
+                        cb.on_validation_start(self)
                     val = self.evaluate(self.model, data.val, full=c.val_metrics == "full")
                     logs |= {f"val/{k}": v for k, v in val.metrics.items()}
                     for cb in self.callbacks:

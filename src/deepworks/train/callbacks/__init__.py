@@ -2,6 +2,7 @@
 
 from deepworks.train.callbacks.base import Callback
 from deepworks.train.callbacks.early_stopping import EarlyStopping
+from deepworks.train.callbacks.ema import EMA
 from deepworks.train.callbacks.gradual_unfreeze import GradualUnfreeze
 from deepworks.train.callbacks.history import HistoryLogger
 from deepworks.train.callbacks.lr_monitor import LRMonitor
@@ -11,6 +12,7 @@ from deepworks.train.callbacks.progress import ProgressBar
 
 __all__ = [
     "Callback",
+    "EMA",
     "EarlyStopping",
     "GradualUnfreeze",
     "HistoryLogger",
