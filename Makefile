@@ -25,7 +25,9 @@ test-all: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/pytest -x -q
 
 bench: $(STAMP)
+	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python bench/overhead.py
+	$(BIN)/python bench/time_to_accuracy.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
