@@ -35,16 +35,19 @@ def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     y_naive = preds.get("y_naive")
     y_naive = None if y_naive is None else np.asarray(y_naive, np.float64).reshape(y_true.shape)
     extras = (run.data or {}).get("extras") or {}
+    # dates of the test span (the only span whose dates a run keeps); else step numbers
     dates = _dates(extras.get("test_dates") if split == "test" else None, y_true)
+    context = None if dates is None else _context(extras, dates)
+    if dates is None:
+        dates = np.arange(len(y_true) + y_true.shape[1] - 1)
     season = int(extras.get("season", 1))
-    context = _context(extras) if split == "test" else None
     figs = [
         figure(
             plots.fig_to_data_uri(one_step_figure(dates, y_true, y_pred, y_naive, season, context)),
             "forecast vs actual",
             f"One-step-ahead forecasts over the {split} span: actual (black), model (blue), "
-            f"seasonal naive with period {season} (orange, dashed); grey: the input window "
-            "before the span",
+            f"seasonal naive with period {season} (orange, dashed)"
+            + ("; grey: the input window before the span" if context is not None else ""),
         )
     ]
     horizon = y_true.shape[1]
@@ -63,31 +66,33 @@ def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _dates(stamps: list[str] | None, y_true: np.ndarray) -> np.ndarray:
-    """x-axis positions of the span's N + H - 1 target steps: years, dates, or step numbers."""
+def _dates(stamps: list[str] | None, y_true: np.ndarray) -> np.ndarray | None:
+    """x-axis positions of the span's N + H - 1 target steps (years or dates), or None."""
     n = len(y_true) + y_true.shape[1] - 1
-    if not stamps or len(stamps) < n:
-        return np.arange(n)
-    return _axis(stamps[:n])
+    return _axis(stamps[:n]) if stamps and len(stamps) >= n else None
 
 
-def _axis(stamps: list[str]) -> np.ndarray:
+def _axis(stamps: list[str]) -> np.ndarray | None:
+    """Timestamps as numbers (years) or datetime64 (dates); None when they are neither."""
     numbers = pd.to_numeric(pd.Series(stamps), errors="coerce")
     if numbers.notna().all():
         return numbers.to_numpy()
     parsed = pd.to_datetime(pd.Series(stamps), errors="coerce")
     if parsed.notna().all():
         return parsed.to_numpy()
-    return np.arange(len(stamps))
+    return None
 
 
-def _context(extras: dict[str, Any]) -> tuple[np.ndarray, np.ndarray] | None:
+def _context(extras: dict[str, Any], dates: np.ndarray) -> tuple[np.ndarray, np.ndarray] | None:
+    """The input window before the span, on the same kind of axis as ``dates`` (else None)."""
     stamps, values = extras.get("context_dates"), extras.get("context_values")
     if not stamps or not values or len(stamps) != len(values):
         return None
     axis = _axis(stamps)
-    if np.issubdtype(axis.dtype, np.integer) and axis[0] == 0 and len(stamps) > 1:
-        return None  # no usable dates
+    if axis is None or np.issubdtype(axis.dtype, np.datetime64) != np.issubdtype(
+        dates.dtype, np.datetime64
+    ):
+        return None
     return axis, np.asarray(values, np.float64)
 
 
