@@ -13,6 +13,7 @@ from deepworks.models import (  # noqa: F401  (registers models)
     mobilenet,
     resnet,
     rnn,
+    seq2seq,
     unet,
     vgg,
 )

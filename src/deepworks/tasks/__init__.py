@@ -6,6 +6,7 @@ from deepworks.tasks import (  # noqa: F401
     forecasting,
     regression,
     segmentation,
+    seq2seq,
     sequence,
 )
 from deepworks.tasks.base import Task
