@@ -38,6 +38,16 @@ def test_profiler_writes_a_trace_and_splits_the_step_time(data, tmp_path):
     assert any("outside the model" in line for line in lines)
 
 
+def test_without_a_run_directory_nothing_is_written(data, tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    prof = Profiler(wait=0, warmup=1, active=2)
+    Trainer(epochs=1, batch_size=64, callbacks=[prof], **FAST).fit(
+        create_model("mlp", in_features=64, num_classes=10), data
+    )
+    assert prof.summary["steps"] == 2
+    assert not any(tmp_path.iterdir())
+
+
 def test_training_is_unchanged_by_profiling(data, tmp_path):
     def fit(callbacks):
         torch.manual_seed(0)

@@ -42,7 +42,8 @@ class Profiler(Callback):
         warmup: Steps profiled but discarded (the profiler's own start-up).
         active: Steps recorded.
         top: Operators listed in the printed table.
-        out_dir: Where trace.json and summary.json go (default: ``<run>/profile``).
+        out_dir: Where trace.json and summary.json go (default: ``<run>/profile``; without a
+            run directory nothing is written and ``summary`` holds the figures).
     """
 
     profiles = True  # the Trainer marks its forward / backward / optimizer regions
@@ -75,7 +76,7 @@ class Profiler(Callback):
         self.steps, self.step_times = 0, []
         self.last = time.perf_counter()
         run_dir = getattr(trainer, "run_dir", None)
-        default = Path(run_dir) / "profile" if run_dir is not None else Path("profile")
+        default = Path(run_dir) / "profile" if run_dir is not None else None
         self.path = Path(self.out_dir) if self.out_dir else default
 
     def on_batch_end(self, trainer, loss: torch.Tensor) -> None:
@@ -106,10 +107,11 @@ class Profiler(Callback):
         prof.stop()
         if not self.step_times:
             return
-        self.path.mkdir(parents=True, exist_ok=True)
-        prof.export_chrome_trace(str(self.path / "trace.json"))
         self.summary = summarize(prof.key_averages(), self.step_times, self.top)
-        (self.path / "summary.json").write_text(json.dumps(self.summary, indent=1))
+        if self.path is not None:
+            self.path.mkdir(parents=True, exist_ok=True)
+            prof.export_chrome_trace(str(self.path / "trace.json"))
+            (self.path / "summary.json").write_text(json.dumps(self.summary, indent=1))
         if self.printer is not None:
             for line in format_summary(self.summary):
                 self.printer(line)
