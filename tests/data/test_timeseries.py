@@ -131,6 +131,8 @@ def test_bad_input_is_one_line(write_csv):
         load_dataset("series_csv", target="value", window=25, horizon=10, **kw)
     with pytest.raises(DataError, match=r"longer than the training span \(21 of 30"):
         load_dataset("series_csv", target="value", window=20, horizon=2, **kw)
+    with pytest.raises(DataError, match=r"leaves nothing of .* \(30 steps\) to train on"):
+        load_dataset("series_csv", target="value", test_steps=25, val_steps=5, **kw)
     with pytest.raises(DataError, match=r"fewer than the horizon 5"):
         load_dataset("series_csv", target="value", window=5, horizon=5, test_steps=3, **kw)
     with pytest.raises(ConfigError, match=r"window: 8 is shorter than the seasonal period 11"):

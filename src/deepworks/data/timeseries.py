@@ -148,6 +148,11 @@ def forecasting_bundle(
         )
     n = len(series.values)
     n_train, n_val, n_test = span_sizes(n, split, test_steps, val_steps)
+    if n_train <= 0:
+        raise DataError(
+            f"data.split: holding out val {n_val} and test {n_test} steps leaves nothing of "
+            f"{series.source} ({n} steps) to train on; hold out less"
+        )
     if window + horizon > n:
         raise DataError(
             f"data.window + data.horizon ({window} + {horizon}) is longer than {series.source} "
