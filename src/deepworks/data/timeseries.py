@@ -421,7 +421,8 @@ def regular_grid(index: pd.Index, values: np.ndarray) -> tuple[pd.Index, np.ndar
         if step <= 0:
             return index, values
         grid = pd.Index(index[0] + step * np.arange(round((index[-1] - index[0]) / step) + 1))
-        if not np.allclose(grid[np.searchsorted(grid, index)], index):
+        nearest = np.clip(np.searchsorted(grid, index), 0, len(grid) - 1)
+        if not np.allclose(grid[nearest], index):
             return index, values
     if len(grid) == len(index) or not index.isin(grid).all():
         return index, values
