@@ -4,6 +4,7 @@ from deepworks.tasks import (  # noqa: F401
     classification,
     detection,
     forecasting,
+    language_model,
     regression,
     segmentation,
     seq2seq,
