@@ -24,6 +24,8 @@ HIGHER_IS_BETTER = (
     "dice",
     "map",
     "ap50",
+    "exact_match",
+    "bleu",
 )
 
 

@@ -231,6 +231,10 @@ def _data(run: RunFiles) -> str:
     for key, value in data.items():
         if value is None or (key == "sizes" and isinstance(value, dict)):
             continue
+        if key == "extras":  # tokenizers, series and dates for the task: named, not printed
+            if isinstance(value, dict) and value:
+                rows.append(["extras", esc(", ".join(map(str, value)))])
+            continue
         text = fmt_shape(value) if key == "input_shape" else fmt(value)
         if isinstance(value, (list, dict)) and key != "input_shape":
             text = ", ".join(map(str, value)) if isinstance(value, list) else str(value)

@@ -41,7 +41,19 @@ STYLE = {
 }
 
 # Metric names (or parts of names) where a smaller value is better; everything else is maximised.
-LOWER_IS_BETTER = ("loss", "mse", "mae", "rmse", "error", "nll", "perplexity", "ece", "brier")
+LOWER_IS_BETTER = (
+    "loss",
+    "mse",
+    "mae",
+    "mase",
+    "rmse",
+    "error",
+    "nll",
+    "perplexity",
+    "bits_per",
+    "ece",
+    "brier",
+)
 
 
 @contextmanager
