@@ -55,6 +55,14 @@ def test_from_dict_of_to_dict_encodes_identically(kind):
     assert vocab_size_of(again) == vocab_size_of(tok)
 
 
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_unknown_tokens_map_to_unk(kind):
+    tok = build_tokenizer(kind, TEXTS, vocab_size=60 if kind == "bpe" else None)
+    ids = tok.encode("cat ζ")
+    assert ids[-1] == UNK_ID and ids.count(UNK_ID) == 1
+    assert UNK_ID not in tok.encode("the cat sat")
+
+
 # --- word ------------------------------------------------------------------------------------
 
 
