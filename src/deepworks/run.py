@@ -298,7 +298,8 @@ def predict(run_dir: str | Path, x: np.ndarray | torch.Tensor, which: str = "bes
     shape = tuple(np.shape(x)[1:])
     if shape != expected:
         raise DeepworksError(f"input has samples of shape {shape}, the model expects {expected}")
-    x = apply_scaler(x, info.get("scaler"))
+    if not (isinstance(x, torch.Tensor) and not x.is_floating_point()):  # token ids stay ids
+        x = apply_scaler(x, info.get("scaler"))
     trainer = Trainer(cfg.train.model_copy(update={"progress": False}), seed=cfg.seed)
     trainer.task = task
     return trainer.predict(model, x), info

@@ -7,6 +7,7 @@ with code 2; ``--debug`` (anywhere on the command line) shows the traceback inst
 from __future__ import annotations
 
 import sys
+import warnings
 
 import typer
 from rich.console import Console
@@ -27,11 +28,18 @@ out = Console(highlight=False, soft_wrap=True)
 from deepworks.cli import checkpoint, crossval, evaluate, listing, predict, train  # noqa: E402, F401
 
 
+def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
+    """Python warnings (e.g. "12 texts truncated to max_len") as one ``warning:`` line."""
+    err.print(f"warning: {message}", markup=False)
+
+
 def main(argv: list[str] | None = None) -> None:
     """Entry point of the ``deepworks`` script."""
     args = list(sys.argv[1:] if argv is None else argv)
     debug = "--debug" in args
     args = [a for a in args if a != "--debug"] or ["--help"]
+    warnings.simplefilter("default")  # each warning once per place, also under a test runner
+    warnings.showwarning = _one_line_warning
     try:
         app(args=args, prog_name="deepworks", standalone_mode=False)
     except DeepworksError as exc:

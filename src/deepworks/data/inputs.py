@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv as csvlib
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ def read_inputs(path: str | Path, info: dict[str, Any], data_options: dict[str, 
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: no such file or folder; pass a .csv, .npz, image or folder")
+    tokenizer = (info.get("extras") or {}).get("tokenizer")
+    if tokenizer is not None and info.get("task_type") == "classification":
+        return _texts(path, info, data_options, tokenizer)
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return _images(path, info, data_options)
     if path.suffix.lower() == ".csv":
@@ -87,3 +91,44 @@ def _images(path: Path, info: dict[str, Any], options: dict[str, Any]):
     mode = "L" if shape[0] == 1 else "RGB"
     x = np.stack([_read_image(str(f), mode, (shape[1], shape[2])) for f in files])
     return x, [str(f) for f in files]
+
+
+def _texts(path: Path, info: dict[str, Any], options: dict[str, Any], tokenizer: dict[str, Any]):
+    """Texts for a text classifier: a .csv with the training text column, a .txt file (one text
+    per line) or a folder of .txt files (one text each), as token ids padded like training."""
+    from deepworks.data.text.tokenizers import tokenizer_from_dict
+    from deepworks.data.text.vocab import pad_batch
+
+    if path.is_dir():
+        files = sorted(path.rglob("*.txt"))
+        if not files:
+            raise DataError(f"{path}: no .txt files in the folder; put one text per .txt file")
+        texts, ids = [_read_text(f) for f in files], [str(f.relative_to(path)) for f in files]
+    elif path.suffix.lower() == ".txt":
+        texts = [line for line in _read_text(path).splitlines() if line.strip()]
+        ids = [str(i) for i in range(len(texts))]
+    elif path.suffix.lower() == ".csv":
+        column = options.get("text", "text")
+        with open(path, newline="", encoding="utf-8") as f:
+            rows = list(csvlib.DictReader(f, delimiter=options.get("delimiter", ",")))
+        if not rows or column not in rows[0]:
+            found = ", ".join(rows[0]) if rows else "none"
+            raise DataError(f"{path}: no {column!r} column (columns: {found}); add the texts there")
+        texts, ids = [r[column] for r in rows], [str(i) for i in range(len(rows))]
+    else:
+        raise DataError(f"{path}: a text model takes a .csv, .txt (one text per line) or folder")
+    if not texts:
+        raise DataError(f"{path}: no texts found; add at least one non-empty text")
+    tok = tokenizer_from_dict(tokenizer)
+    length = int(info["input_shape"][0])
+    x, cut = pad_batch([tok.encode(t) for t in texts], max_len=length)
+    if cut:
+        warnings.warn(f"{path}: {cut} of {len(texts)} texts cut to {length} tokens", stacklevel=2)
+    return x, ids
+
+
+def _read_text(path: Path) -> str:
+    try:
+        return path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise DataError(f"{path}: is not UTF-8 text ({exc.reason}); save it as UTF-8") from exc

@@ -42,6 +42,11 @@ class Classification(Task):
                 f"task.name: 'classification' needs one class label per sample, but {data.name} "
                 f"is {data.task_type} data; use task: {{name: {data.task_type}}}"
             )
+        if data.train.y.ndim > 1:
+            raise ConfigError(
+                f"task.name: 'classification' needs one class label per sample, but {data.name} "
+                "has one label per position; use task: {name: token_classification}"
+            )
         if self.loss_name(loss) == "bce":
             if data.num_classes != 2:
                 raise ConfigError(
