@@ -27,7 +27,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepworks.data.text.vocab import PAD_ID
+from deepworks.data.text.vocab import BOS_ID, PAD_ID, UNK_ID
 from deepworks.errors import ConfigError
 
 INCREMENTAL_METHODS = ("forward_with_state", "forward_with_cache")
@@ -160,13 +160,23 @@ def sample_text(
     top_p: float | None = None,
     seed: int | None = 0,
 ) -> str:
-    """The prompt and its sampled continuation as text (``tokenizer`` has encode/decode)."""
+    """The prompt and its sampled continuation as text (``tokenizer`` has encode/decode).
+
+    ``<pad>``, ``<unk>`` and ``<bos>`` are never sampled: they stand for no character.
+    """
     ids = tokenizer.encode(prompt)
     if not ids:
         raise ConfigError("prompt: empty; give at least one character to start from")
     generator = None if seed is None else torch.Generator().manual_seed(seed)
     out = generate(
-        model, ids, max_new_tokens, temperature, top_k, top_p, generator, suppress_ids=[PAD_ID]
+        model,
+        ids,
+        max_new_tokens,
+        temperature,
+        top_k,
+        top_p,
+        generator,
+        suppress_ids=[PAD_ID, UNK_ID, BOS_ID],
     )
     return tokenizer.decode(out.tolist())
 
