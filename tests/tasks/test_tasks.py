@@ -97,6 +97,15 @@ def test_bce_needs_two_classes(iris):
         Classification().num_outputs(iris, LossConfig(name="bce"))
 
 
+def test_classification_refuses_one_label_per_position():
+    from deepworks.data.bundle import DataBundle, Split
+
+    x, y = torch.ones(4, 5, dtype=torch.int64), torch.zeros(4, 5, dtype=torch.int64)
+    data = DataBundle("tags", Split(x, y), None, None, "classification", (5,), num_classes=3)
+    with pytest.raises(ConfigError, match="token_classification"):
+        Classification().num_outputs(data, LossConfig())
+
+
 def test_multiclass_probabilities_sum_to_one_and_metrics_match_sklearn(iris):
     task = Classification()
     model = mlp(4, 3)
