@@ -42,7 +42,7 @@ sampled every 0.5 ms by a thread (see ``AnonPeak``): whole-RSS figures also coun
 library pages that a kernel's first call maps in, which depends on what the imports touched.
 
 Usage:
-    python bench/overhead.py                 # default sizes, one thread: about 6 minutes
+    python bench/overhead.py                 # default sizes, one thread: about 8 minutes
     python bench/overhead.py --quick         # smoke run, ~30 s
     python bench/overhead.py --only cnn      # one workload: mlp, cnn, lstm or transformer
     python bench/overhead.py --threads 0     # torch's default thread count (all cores)
@@ -855,7 +855,17 @@ def main(argv: list[str] | None = None) -> int:
     if memory:
         for res, w in zip(results, workloads(args.quick, only=args.only), strict=True):
             res["memory"] = measure_memory(w, contenders, args.quick, args.threads)
-            console.log(f"{w.name} memory: {res['memory']}")
+            increases = {
+                name: m.get("peak_increase_mb", m.get("error") or m.get("skipped"))
+                for name, m in res["memory"]["contenders"].items()
+            }
+            console.log(
+                f"{w.name} peak heap increase, MB: "
+                + ", ".join(
+                    f"{n} {v:.1f}" if isinstance(v, float) else f"{n} ({v})"
+                    for n, v in increases.items()
+                )
+            )
     elapsed = time.perf_counter() - t0
     console.print(table(results))
     for res in results:
