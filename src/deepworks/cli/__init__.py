@@ -25,7 +25,15 @@ app = typer.Typer(
 err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
-from deepworks.cli import checkpoint, crossval, evaluate, listing, predict, train  # noqa: E402, F401
+from deepworks.cli import (  # noqa: E402, F401
+    checkpoint,
+    crossval,
+    evaluate,
+    listing,
+    predict,
+    sample,
+    train,
+)
 
 
 def _one_line_warning(message, category, filename, lineno, file=None, line=None) -> None:
