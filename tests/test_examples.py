@@ -38,9 +38,9 @@ def pretrained_example(example: Path) -> str | None:
     """The stem of the example that ``model.pretrained`` names, if it is one."""
     source = (config_of(example).get("model") or {}).get("pretrained")
     if isinstance(source, str) and source.endswith((".yaml", ".yml")):
-        path = (ROOT / source).resolve()
-        if path in EXAMPLES:
-            return path.stem
+        for path in ((ROOT / source).resolve(), (example.parent / source).resolve()):
+            if path in EXAMPLES:
+                return path.stem
     return None
 
 
