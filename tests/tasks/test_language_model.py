@@ -4,6 +4,7 @@ carried state of truncated BPTT, exact resume, samples, and one-line errors."""
 from __future__ import annotations
 
 import math
+from pathlib import Path
 
 import pytest
 import torch
@@ -177,3 +178,23 @@ def test_bad_setups(plain, stateful):
         LanguageModel().num_outputs(digits, LossConfig())
     with pytest.raises(ConfigError, match="prompts"):
         LanguageModel(prompts=[])
+
+
+def test_cli_mismatched_stateful_batch_size_is_one_line(cli, tmp_path):
+    """Through the real script: exit code 2, one line naming the key, no run directory left."""
+    out = tmp_path / "runs"
+    result = cli(
+        "train",
+        Path(__file__).resolve().parents[2] / "examples" / "stdlib_char_lstm.yaml",
+        "--out",
+        out,
+        "--set",
+        "data.max_chars=20000",
+        "--set",
+        "train.batch_size=24",
+        "-q",
+    )
+    assert result.rc == 2, str(result)
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1 and "train.batch_size: 24 does not match" in lines[0], str(result)
+    assert not out.exists() or not any(out.iterdir())
