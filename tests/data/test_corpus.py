@@ -58,6 +58,13 @@ def test_context_windows_score_every_token_once():
     assert torch.equal(y.reshape(-1), torch.arange(6, 196))  # each target once, in order
 
 
+def test_too_short_streams_give_no_windows():
+    short = torch.arange(5)
+    assert windows(short, bptt=8)[0].shape == (0, 8)
+    assert windows(short, bptt=2, context=10)[0].shape == (0, 12)
+    assert windows(short, bptt=2, streams=8)[0].shape == (0, 2)
+
+
 def test_stdlib_files_are_sorted_and_skip_test_suites():
     files = stdlib_files()
     assert len(files) > 100

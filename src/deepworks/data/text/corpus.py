@@ -151,13 +151,13 @@ def windows(
         at ``x[n, context + j]``.
     """
     if streams is None:
-        n = (len(ids) - 1 - context) // bptt
+        n = max(0, (len(ids) - 1 - context) // bptt)
         starts = torch.arange(n) * bptt  # (N,)
         x = ids[starts[:, None] + torch.arange(context + bptt)]  # (N, context + bptt)
         y = ids[starts[:, None] + context + 1 + torch.arange(bptt)]  # (N, bptt)
         return x, y
     rows = ids[: streams * (len(ids) // streams)].view(streams, -1)  # (B, R)
-    k = (rows.shape[1] - 1) // bptt
+    k = max(0, (rows.shape[1] - 1) // bptt)
     x = rows[:, : k * bptt].reshape(streams, k, bptt).transpose(0, 1)  # (K, B, bptt)
     y = rows[:, 1 : k * bptt + 1].reshape(streams, k, bptt).transpose(0, 1)
     return x.reshape(-1, bptt).contiguous(), y.reshape(-1, bptt).contiguous()
