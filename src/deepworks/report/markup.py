@@ -79,6 +79,9 @@ _FRACTIONS = (
     "pixel",
     "map",
     "ap50",
+    "token_accuracy",
+    "sequence_accuracy",
+    "exact_match",
 )
 
 
