@@ -1,6 +1,6 @@
 """Text as token ids: vocabularies, tokenizers and text datasets."""
 
-from deepworks.data.text import corpus, dates, datasets  # noqa: F401  (registers text datasets)
+from deepworks.data.text import corpus, datasets, dates  # noqa: F401  (registers text datasets)
 from deepworks.data.text.tokenizers import (
     BPETokenizer,
     WordTokenizer,
