@@ -177,8 +177,9 @@ def _evaluation_sections(run: RunFiles) -> list[tuple[str, str, str]]:
     task = run.task_type
     split = str((run.evaluation or {}).get("split") or "test")
     # Each task type with pictures of its own has a module ``report/<task>.py`` whose
-    # ``sections(run, split)`` returns (anchor, title, html) triples; conv nets add ``vision``.
-    extra = _optional_sections("vision", run, split)
+    # ``sections(run, split)`` returns (anchor, title, html) triples; conv nets add ``vision``,
+    # attention models ``attention`` (heatmaps per layer and head).
+    extra = _optional_sections("vision", run, split) + _optional_sections("attention", run, split)
     if task not in (None, "classification", "regression"):
         return _optional_sections(task, run, split) + extra
     if task == "classification":
