@@ -14,6 +14,7 @@ from deepworks.models import (  # noqa: F401  (registers models)
     resnet,
     rnn,
     seq2seq,
+    transformer_encoder,
     unet,
     vgg,
 )
