@@ -102,6 +102,9 @@ _LABELS = {
     "map50": "mAP@0.5",
     "map": "mAP",
     "ap50": "AP@0.5",
+    "bleu": "BLEU",
+    "mase": "MASE",
+    "h1": "(1 step)",
 }
 
 
