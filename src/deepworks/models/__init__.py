@@ -7,6 +7,7 @@ from typing import Any
 from deepworks.models import (  # noqa: F401  (registers models)
     centernet,
     cnn,
+    gpt,
     lenet,
     linear,
     mlp,
