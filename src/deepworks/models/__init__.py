@@ -16,8 +16,10 @@ from deepworks.models import (  # noqa: F401  (registers models)
     rnn,
     seq2seq,
     transformer_encoder,
+    transformer_seq2seq,
     unet,
     vgg,
+    vit,
 )
 from deepworks.models.base import Model
 from deepworks.registry import MODELS
