@@ -5,6 +5,7 @@ from deepworks.tasks import (  # noqa: F401
     detection,
     forecasting,
     language_model,
+    masked_lm,
     regression,
     segmentation,
     seq2seq,

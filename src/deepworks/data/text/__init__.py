@@ -1,6 +1,11 @@
 """Text as token ids: vocabularies, tokenizers and text datasets."""
 
-from deepworks.data.text import corpus, datasets, dates  # noqa: F401  (registers text datasets)
+from deepworks.data.text import (  # noqa: F401  (registers text datasets)
+    corpus,
+    datasets,
+    dates,
+    docstrings,
+)
 from deepworks.data.text.tokenizers import (
     BPETokenizer,
     WordTokenizer,
