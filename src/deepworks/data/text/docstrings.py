@@ -31,6 +31,7 @@ from __future__ import annotations
 import ast
 import functools
 import sysconfig
+import warnings
 from pathlib import Path
 
 import numpy as np
@@ -106,17 +107,18 @@ def _choose(
     families: list[str], n_per_class: int, min_chars: int, seed: int
 ) -> tuple[list[str], np.ndarray]:
     docs = stdlib_docstrings(min_chars)
+    smallest = min(families, key=lambda f: len(docs[f]))
+    if len(docs[smallest]) < n_per_class:
+        raise DataError(
+            f"docstrings: family {smallest!r} has only {len(docs[smallest])} docstrings of at "
+            f"least {min_chars} characters in this Python; set data.n_per_class to at most "
+            f"{len(docs[smallest])}"
+        )
     rng = np.random.default_rng(seed)
     texts: list[str] = []
     labels: list[int] = []
     for k, family in enumerate(families):
         pool = docs[family]
-        if len(pool) < n_per_class:
-            most = min(len(docs[f]) for f in families)
-            raise DataError(
-                f"docstrings: family {family!r} has only {len(pool)} docstrings of at least "
-                f"{min_chars} characters in this Python; set data.n_per_class to at most {most}"
-            )
         picks = np.sort(rng.choice(len(pool), n_per_class, replace=False))
         texts += [pool[i] for i in picks]
         labels += [k] * n_per_class
@@ -139,7 +141,8 @@ def docstrings(
 
     Args:
         n_per_class: Docstrings per family (drawn with the seed).
-        max_len: Longest sequence in tokens; longer texts are cut.
+        max_len: Longest sequence in tokens; longer docstrings are cut (silently: most
+            docstrings fit, and their opening sentence says the most).
         tokenizer: "pretrained" (a checkpoint's WordPiece), or "char" / "word" / "bpe" fitted
             on the training texts (default: pretrained when ``pretrained`` is set, else word).
         pretrained: The checkpoint whose tokenizer to use: "minilm" or a BERT-format directory
@@ -169,11 +172,13 @@ def docstrings(
     texts, labels = _choose(families, n_per_class, min_chars, seed)
     if tokenizer != "pretrained":
         rows = [f"docstring {i}" for i in range(len(texts))]
-        return text_bundle(
-            texts, labels, families, rows, source="docstrings", tokenizer=tokenizer,
-            vocab_size=vocab_size, min_freq=1, max_len=max_len, truncate=True, lowercase=None,
-            split=split, seed=seed,
-        )  # fmt: skip
+        with warnings.catch_warnings():  # long docstrings are cut by design, not by accident
+            warnings.filterwarnings("ignore", "docstrings: .* were cut", UserWarning)
+            return text_bundle(
+                texts, labels, families, rows, source="docstrings", tokenizer=tokenizer,
+                vocab_size=vocab_size, min_freq=1, max_len=max_len, truncate=True,
+                lowercase=None, split=split, seed=seed,
+            )  # fmt: skip
     from deepworks.pretrained import MINILM, WordPieceTokenizer
 
     tok = WordPieceTokenizer.from_dir(pretrained or MINILM, max_len=max_len)
