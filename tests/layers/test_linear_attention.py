@@ -6,6 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from deepworks.errors import ConfigError
 from deepworks.layers.linear_attention import (
     LinearAttention,
     LinearAttentionState,
@@ -185,5 +186,5 @@ def test_module_refuses_what_it_cannot_do() -> None:
         attn(x, attn_mask=torch.zeros(3, 3))
     with pytest.raises(ValueError, match="causal=True"):
         attn(x, cache=LinearAttentionState())
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ConfigError, match="model.dim: 10 is not divisible by num_heads 3"):
         LinearAttention(10, num_heads=3)

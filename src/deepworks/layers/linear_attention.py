@@ -54,6 +54,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
 
+from deepworks.errors import ConfigError
+
 __all__ = [
     "LinearAttention",
     "LinearAttentionState",
@@ -245,7 +247,7 @@ class LinearAttention(nn.Module):
     ) -> None:
         super().__init__()
         if dim % num_heads:
-            raise ValueError(f"LinearAttention: dim {dim} is not divisible by {num_heads} heads")
+            raise ConfigError(f"model.dim: {dim} is not divisible by num_heads {num_heads}")
         self.dim, self.num_heads, self.head_dim = dim, num_heads, dim // num_heads
         self.eps, self.chunk_size = eps, chunk_size
         kdim = kdim or dim
