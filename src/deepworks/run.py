@@ -223,13 +223,18 @@ def write_evaluation(run_dir: Path, result: EvalResult, data: DataBundle, split:
 
 
 def save_pictures(model: torch.nn.Module, data: DataBundle, run_dir: Path) -> None:
-    """Feature maps of the first conv layer for one held-out image, for the report."""
+    """Feature maps of the first conv layer for one held-out image, and the attention maps of
+    attention models for two held-out inputs, for the report."""
     split = data.test or data.val or data.train
     conv = any(isinstance(m, torch.nn.Conv2d) for m in model.modules())
     if data.is_image and conv and hasattr(model, "first_conv") and isinstance(split, Split):
         from deepworks.report.vision import save_feature_maps
 
         save_feature_maps(model, split.x[:1], run_dir)
+    if hasattr(model, "attention_maps"):  # transformers: heatmaps per layer and head
+        from deepworks.report.attention import save_attention_maps
+
+        save_attention_maps(model, data, run_dir)
 
 
 def write_report_safely(run_dir: Path) -> Path | None:

@@ -201,8 +201,8 @@ def _evaluation_sections(run: RunFiles) -> list[tuple[str, str, str]]:
                 "Residuals: a good model centres them on zero",
             ),
         ]
-        return [("predictions", "Predictions", f'<div class="figs">{"".join(figs)}</div>')]
-    return []
+        return [("predictions", "Predictions", f'<div class="figs">{"".join(figs)}</div>')] + extra
+    return extra
 
 
 def _optional_sections(module: str, run: RunFiles, split: str) -> list[tuple[str, str, str]]:
