@@ -55,6 +55,8 @@ SENTENCES = [
     "The weather is lovely today.",
     "It's raining cats and dogs (not literally).",
 ]
+# longer than MiniLM's max_seq_length (256 tokens): both sides must cut it at the same place
+SENTENCES.append(" ".join(SENTENCES * 3))
 
 
 @pytest.fixture(scope="module")
@@ -86,8 +88,10 @@ def test_sentence_embeddings_match_sentence_transformers(minilm, reference):
 def test_token_ids_match_the_hf_tokenizer(minilm, reference):
     _, tok = minilm
     for text in SENTENCES:
-        assert tok.encode(text) == reference.tokenizer(text)["input_ids"], text
+        want = reference.tokenizer(text, truncation=True, max_length=256)["input_ids"]
+        assert tok.encode(text) == want, text
     assert tok.mask_id == 103 and tok.pad_id == 0
+    assert len(tok.encode(SENTENCES[-1])) == tok.max_len == reference.max_seq_length == 256
     assert {0, 100, 101, 102, 103} <= set(tok.special_ids)
 
 

@@ -233,6 +233,14 @@ class WordPieceTokenizer:
     def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
         return [e.ids for e in self.tokenizer.encode_batch(list(texts))]
 
+    def encode_padded(self, texts: Sequence[str]) -> torch.Tensor:
+        """(N, L) ids of ``texts``, right-padded with ``[PAD]`` to the longest."""
+        ids = self.encode_batch(texts)
+        x = torch.full((len(ids), max(len(s) for s in ids)), self.pad_id, dtype=torch.int64)
+        for i, s in enumerate(ids):
+            x[i, : len(s)] = torch.tensor(s, dtype=torch.int64)
+        return x
+
     def tokenize(self, text: str) -> list[str]:
         return self.tokenizer.encode(text).tokens
 
@@ -270,6 +278,17 @@ def check_vocab(tokenizer: WordPieceTokenizer, model: TransformerEncoder) -> Non
 # --- one call -----------------------------------------------------------------------------
 
 
+def sequence_length(source: str | os.PathLike, model: TransformerEncoder) -> int:
+    """Longest input: a sentence-transformers checkpoint's ``max_seq_length`` (texts were cut
+    there in its training; MiniLM: 256), else the position table's size."""
+    file = resolve_weights(source) / "sentence_bert_config.json"
+    try:
+        saved = int(json.loads(file.read_text())["max_seq_length"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return model.max_len
+    return min(saved, model.max_len)
+
+
 def from_pretrained(
     source: str | os.PathLike = MINILM, num_classes: int = 2, **kwargs: Any
 ) -> tuple[TransformerEncoder, WordPieceTokenizer]:
@@ -289,7 +308,7 @@ def from_pretrained(
     from deepworks.models.transformer_encoder import TransformerEncoder
 
     model = TransformerEncoder(num_classes=num_classes, weights=str(source), **kwargs)
-    tokenizer = WordPieceTokenizer.from_dir(source, max_len=model.max_len)
+    tokenizer = WordPieceTokenizer.from_dir(source, max_len=sequence_length(source, model))
     check_vocab(tokenizer, model)
     return model, tokenizer
 
@@ -303,16 +322,12 @@ def sentence_embeddings(
     normalize: bool = True,
 ) -> torch.Tensor:
     """(N, D) embeddings: token states mean-pooled over the attention mask, L2-normalized."""
-    from deepworks.data.text.vocab import pad_batch
-
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(texts), batch_size):
-        ids = tokenizer.encode_batch(texts[start : start + batch_size])
-        x, _ = pad_batch(ids)  # (B, L), right-padded with id 0 = [PAD]
-        x = x.to(device)
+        x = tokenizer.encode_padded(texts[start : start + batch_size]).to(device)  # (B, L)
         states = model.encode(x)  # (B, L, D)
         mask = (x != model.pad_id).unsqueeze(-1).to(states.dtype)  # (B, L, 1)
         mean = (states * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # (B, D)
