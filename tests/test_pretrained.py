@@ -192,3 +192,21 @@ def test_a_smaller_checkpoint_loads_into_a_smaller_model(tmp_path, minilm):
     assert "encoder.layer.5.output.dense.weight" in unused
     torch.testing.assert_close(shallow.blocks[1].mlp.fc2.weight, model.blocks[1].mlp.fc2.weight)
     shutil.rmtree(path)
+
+
+def test_cli_refuses_a_data_tokenizer_that_does_not_fit_the_weights(cli, tmp_path):
+    config = {
+        "name": "wrong_tokenizer",
+        "data": {"name": "docstrings", "n_per_class": 5, "tokenizer": "word", "max_len": 16},
+        "model": {"name": "transformer_encoder", "weights": MINILM},
+        "task": {"name": "sequence_classification"},
+        "train": {"epochs": 1},
+    }
+    path = tmp_path / "wrong.yaml"
+    path.write_text(json.dumps(config))  # JSON is YAML
+    rc, out, err = cli("train", path, "--out", tmp_path / "runs")
+    assert rc == 2, out + err
+    line = err.strip()
+    assert "\n" not in line and "Traceback" not in line
+    assert "model.vocab_size" in line and "30522" in line and "data.tokenizer: pretrained" in line
+    assert not (tmp_path / "runs" / "wrong_tokenizer").exists()
