@@ -100,14 +100,15 @@ class ViT(Model):
         self._init_parameters()
 
     def _init_parameters(self) -> None:
-        # As in the reference ViT: small truncated-normal tokens and positions, so that at the
-        # start every token is mostly its patch content.
+        # As in the reference (JAX) ViT: small truncated-normal positions and class token, so
+        # that at the start every token is mostly its patch content, and Xavier-uniform linear
+        # layers with zero biases (a fixed std such as 0.02 is far too small for narrow models).
         nn.init.trunc_normal_(self.pos_embed, std=0.02)
         if self.cls_token is not None:
             nn.init.trunc_normal_(self.cls_token, std=0.02)
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                nn.init.trunc_normal_(m.weight, std=0.02)
+                nn.init.xavier_uniform_(m.weight)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
 
