@@ -33,6 +33,8 @@ def tiny_extra(example: Path) -> list[str]:
         extra += ["--set", "data.n=300"]
     if isinstance(data.get("max_chars"), int) and data["max_chars"] > 100_000:
         extra += ["--set", "data.max_chars=100000"]
+    if isinstance(data.get("n_per_class"), int) and data["n_per_class"] > 20:
+        extra += ["--set", "data.n_per_class=20"]
     if data.get("stateful"):  # the stateful layout's streams follow the batch size
         extra += ["--set", "data.batch_size=256"]
     return extra

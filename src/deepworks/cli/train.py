@@ -30,6 +30,7 @@ HEADLINE = (
     "exact_match",
     "bleu",
     "token_accuracy",
+    "masked_accuracy",
 )
 
 

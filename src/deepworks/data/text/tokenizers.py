@@ -238,7 +238,10 @@ def build_tokenizer(
 
 def tokenizer_from_dict(d: dict[str, Any]) -> Tokenizer:
     """Restore a tokenizer saved with ``to_dict()`` (e.g. from a run's ``data.json`` extras)."""
+    from deepworks.pretrained import WordPieceTokenizer  # a pretrained checkpoint's own
+
     kinds = {"char": CharTokenizer, "word": WordTokenizer, "bpe": BPETokenizer}
+    kinds["wordpiece"] = WordPieceTokenizer
     kind = d.get("kind") if isinstance(d, dict) else None
     if kind not in kinds:
         raise DataError(
