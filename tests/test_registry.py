@@ -596,3 +596,28 @@ def test_cli_list_prints_every_name(kind, cli):
     rc, out, err = cli("list", kind)
     assert rc == 0, err
     assert sorted(table_names(out)) == REGISTRIES[kind].names()
+
+
+def test_step_schedules_end_at_max_steps(iris):
+    """With train.max_steps, a one-cycle schedule anneals by the end of the epoch in which
+    training stops (here: 12 steps = 2 epochs of 6), not after all 10 epochs."""
+
+    class Steps(Callback):
+        def __init__(self):
+            self.lrs = []
+
+        def on_batch_end(self, trainer, loss):
+            self.lrs.append(trainer.optimizer.param_groups[0]["lr"])
+
+    steps = Steps()
+    t = trainer(
+        epochs=10,
+        max_steps=12,
+        batch_size=16,
+        optimizer={"name": "sgd", "lr": 0.01},
+        scheduler={"name": "one_cycle"},
+        callbacks=[steps],
+    )
+    t.fit(small_mlp(iris), iris, "classification")
+    assert len(steps.lrs) == 12
+    assert steps.lrs[-2] < 0.01 / 100  # annealed: the cycle fits into the 12 steps

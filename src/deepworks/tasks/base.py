@@ -102,13 +102,16 @@ class Task:
         if train.scheduler is None:
             return optimizer, None, None
         s = train.scheduler
+        epochs = train.epochs
+        if train.max_steps:  # schedules end with the epoch in which max_steps stops training
+            epochs = min(epochs, -(-train.max_steps // steps_per_epoch))
         scheduler, interval = SCHEDULERS.build(
             s.name,
             s.kwargs,
             where="train.scheduler",
             optimizer=optimizer,
             steps_per_epoch=steps_per_epoch,
-            epochs=train.epochs,
+            epochs=epochs,
         )
         return optimizer, scheduler, interval
 
