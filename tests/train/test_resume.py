@@ -78,11 +78,13 @@ def test_sigkill_and_resume_is_bitwise_identical(tmp_path, reference, loader):
     assert_bitwise_equal(opt, {k: ref_state[k] for k in opt})  # Adam moments, steps
 
 
-def test_twenty_random_sigkills_leave_a_loadable_checkpoint(tmp_path, reference):
+@pytest.mark.parametrize("n", [5, pytest.param(20, marks=pytest.mark.slow)])
+def test_random_sigkills_leave_a_loadable_checkpoint(tmp_path, reference, n):
+    """n SIGKILLs at random moments (20 in ``make test-all``, 5 in ``make test``)."""
     rng = random.Random(1234)
     kills = during_write = 0
     args = ("--every", "2")
-    for _ in range(20):
+    for _ in range(n):
         resume = ("--resume",) if (tmp_path / "checkpoints" / "last").exists() else ()
         p = worker(tmp_path, "tensor", *args, *resume)
         assert p.stdout.readline().strip() == "ready"
@@ -103,7 +105,7 @@ def test_twenty_random_sigkills_leave_a_loadable_checkpoint(tmp_path, reference)
     model, _ = final_state(tmp_path)
     assert_bitwise_equal(model, reference["tensor"][0])
     print(f"survived {kills} SIGKILLs, {during_write} during a checkpoint write")
-    assert kills >= 15
+    assert kills >= 0.75 * n
 
 
 def test_pickle_in_place_of_a_checkpoint_is_refused(tmp_path):
