@@ -35,6 +35,7 @@ from torch import nn
 
 from deepworks.data.text.vocab import BOS_ID, EOS_ID, PAD_ID
 from deepworks.models.base import Model
+from deepworks.models.beam import Beam
 from deepworks.registry import register_model
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -303,45 +304,17 @@ class Seq2Seq(Model):
         memory, mask = tile(memory), tile(mask)
         state = tuple(tile(x, 1) for x in state) if isinstance(state, tuple) else tile(state, 1)
         keys = self.attn.keys(memory) if self.attn is not None else None
-        scores = torch.full((b, k), float("-inf"), device=dev)
-        scores[:, 0] = 0.0  # one live hypothesis at the start
-        ids = torch.full((b, k, max_len), self.pad_id, dtype=torch.long, device=dev)
-        attn = torch.zeros(b, k, max_len, s, device=dev)
-        lengths = torch.zeros(b, k, dtype=torch.long, device=dev)
-        done = torch.zeros(b, k, dtype=torch.bool, device=dev)
+        beam = Beam(b, k, max_len, s, self.pad_id, dev)
         tokens = torch.full((b * k,), BOS_ID, dtype=torch.long, device=dev)
         for t in range(max_len):
             feats, state, w = self.step(tokens, state, memory, keys, mask)
             logp = F.log_softmax(self.head(feats).float(), -1).view(b, k, -1)
-            v = logp.shape[-1]
-            # finished hypotheses continue with padding only, at no cost
-            pad_only = torch.full_like(logp[0, 0], float("-inf"))
-            pad_only[self.pad_id] = 0.0
-            logp = torch.where(done[..., None], pad_only, logp)
-            total = (scores[..., None] + logp).view(b, k * v)
-            scores, flat = total.topk(k, dim=-1)  # (B, k)
-            origin, tokens_bk = flat // v, flat % v
-            ids = ids.gather(1, origin[..., None].expand_as(ids))
-            attn = attn.gather(1, origin[..., None, None].expand_as(attn))
-            done, lengths = done.gather(1, origin), lengths.gather(1, origin)
-            ids[:, :, t] = tokens_bk
-            if w is not None:
-                w = w.view(b, k, s).gather(1, origin[..., None].expand(b, k, s))
-                attn[:, :, t] = w.masked_fill(done[..., None], 0.0)
-            lengths = lengths + (~done).long()
-            done = done | (tokens_bk == EOS_ID)
-            rows = (origin + torch.arange(b, device=dev)[:, None] * k).view(-1)
+            rows = beam.rows(beam.advance(t, logp, w))
             state = tuple(x[:, rows] for x in state) if isinstance(state, tuple) else state[:, rows]
-            tokens = tokens_bk.view(-1)
-            if done.all():
+            tokens = beam.ids[:, :, t].reshape(-1)
+            if beam.done.all():
                 break
-        ranked = scores / ((5.0 + lengths.float()) / 6.0) ** length_penalty
-        ranked = ranked.masked_fill(~done, float("-inf"))
-        # when no hypothesis finished, fall back on the best unfinished one
-        ranked = torch.where(done.any(1, keepdim=True), ranked, scores)
-        best = ranked.argmax(1)
-        pick = torch.arange(b, device=dev)
-        return ids[pick, best], attn[pick, best]
+        return beam.best(length_penalty)
 
 
 def _top(state: State) -> torch.Tensor:

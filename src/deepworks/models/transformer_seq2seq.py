@@ -46,6 +46,7 @@ from deepworks.layers.attention import (
     TransformerBlock,
 )
 from deepworks.models.base import Model
+from deepworks.models.beam import Beam
 from deepworks.registry import register_model
 
 
@@ -288,39 +289,13 @@ class TransformerSeq2Seq(Model):
         b, s = src.shape
         dev = src.device
         memory, padding = memory.repeat_interleave(k, 0), padding.repeat_interleave(k, 0)
-        scores = torch.full((b, k), float("-inf"), device=dev)
-        scores[:, 0] = 0.0  # one live hypothesis at the start
-        ids = torch.full((b, k, max_len), self.pad_id, dtype=torch.long, device=dev)
-        attn = torch.zeros(b, k, max_len, s, device=dev)
-        lengths = torch.zeros(b, k, dtype=torch.long, device=dev)
-        done = torch.zeros(b, k, dtype=torch.bool, device=dev)
+        beam = Beam(b, k, max_len, s, self.pad_id, dev)
         bos = torch.full((b * k, 1), BOS_ID, dtype=torch.long, device=dev)
         for t in range(max_len):
-            prefix = torch.cat([bos, ids.view(b * k, max_len)[:, :t]], dim=1)
+            prefix = torch.cat([bos, beam.ids.view(b * k, max_len)[:, :t]], dim=1)
             feats, w = self.run_decoder(prefix, memory, padding, need_weights=True)
             logp = F.log_softmax(self.head(feats[:, -1]).float(), -1).view(b, k, -1)
-            v = logp.shape[-1]
-            # finished hypotheses continue with padding only, at no cost
-            pad_only = torch.full_like(logp[0, 0], float("-inf"))
-            pad_only[self.pad_id] = 0.0
-            logp = torch.where(done[..., None], pad_only, logp)
-            total = (scores[..., None] + logp).view(b, k * v)
-            scores, flat = total.topk(k, dim=-1)  # (B, k)
-            origin, tokens_bk = flat // v, flat % v
-            ids = ids.gather(1, origin[..., None].expand_as(ids))
-            attn = attn.gather(1, origin[..., None, None].expand_as(attn))
-            done, lengths = done.gather(1, origin), lengths.gather(1, origin)
-            ids[:, :, t] = tokens_bk
-            w = w[:, -1].float().view(b, k, s).gather(1, origin[..., None].expand(b, k, s))
-            attn[:, :, t] = w.masked_fill(done[..., None], 0.0)
-            lengths = lengths + (~done).long()
-            done = done | (tokens_bk == EOS_ID)
-            if done.all():
+            beam.advance(t, logp, w[:, -1])
+            if beam.done.all():
                 break
-        ranked = scores / ((5.0 + lengths.float()) / 6.0) ** length_penalty
-        ranked = ranked.masked_fill(~done, float("-inf"))
-        # when no hypothesis finished, fall back on the best unfinished one
-        ranked = torch.where(done.any(1, keepdim=True), ranked, scores)
-        best = ranked.argmax(1)
-        pick = torch.arange(b, device=dev)
-        return ids[pick, best], attn[pick, best]
+        return beam.best(length_penalty)
