@@ -55,6 +55,9 @@ class DataConfig(Open):
     stratify: bool = True
     classes: list[int] | None = None  # keep only these classes (relabelled 0..k-1)
     train_per_class: int | None = Field(None, ge=1)  # few-label training: n samples per class
+    # keep only these classes in the training split (normal data for anomaly detection);
+    # validation and test keep every class
+    train_classes: list[int] | None = None
 
 
 class ModelConfig(Open):

@@ -53,6 +53,7 @@ def build_data(config: RunConfig) -> DataBundle:
         stratify=d.stratify,
         classes=d.classes,
         train_per_class=d.train_per_class,
+        train_classes=d.train_classes,
         **d.kwargs,
     )
 
@@ -184,6 +185,9 @@ def train(
     try:
         if cfg.model.pretrained and checkpoint is None:
             apply_pretrained(cfg.model.pretrained, model, run_dir, warn)
+        if hasattr(model, "unsupervised_pretrain") and checkpoint is None:
+            # e.g. a deep belief network's greedy layer-wise RBM pretraining
+            model.unsupervised_pretrain(data, run_dir=run_dir, seed=cfg.seed, config=cfg.train)
         fit = trainer.fit(model, data, task, resume=checkpoint)
     except DeepworksError:
         if resume is None and trainer.global_step == 0:  # failed while setting up: no run
@@ -205,6 +209,7 @@ def train(
         write_evaluation(run_dir, result, data)
     _write_json(run_dir / "metrics.json", metrics)
     save_pictures(model, data, run_dir)
+    task.save_pictures(model, data, run_dir)
     _write_json(run_dir / "task.json", task.state())
     write_report_safely(run_dir)
     return Run(run_dir, cfg, metrics, model, fit.history, fit)

@@ -107,6 +107,21 @@ def per_class(raw: RawData, idx: np.ndarray, n: int, seed: int) -> np.ndarray:
     return np.sort(np.concatenate(picks))
 
 
+def only_classes(raw: RawData, idx: np.ndarray, classes: list[int]) -> np.ndarray:
+    """The samples of ``idx`` whose label is one of ``classes``."""
+    if raw.task_type != "classification":
+        raise DataError(f"data.train_classes: {raw.source} has no class labels")
+    known = len(raw.class_names) if raw.class_names else int(raw.y.max()) + 1
+    if not classes or any(not 0 <= c < known for c in classes):
+        raise DataError(
+            f"data.train_classes: {classes} must be labels in 0..{known - 1} of {raw.source}"
+        )
+    kept = idx[np.isin(raw.y[idx], classes)]
+    if len(kept) == 0:
+        raise DataError(f"data.train_classes: no training sample has a label in {classes}")
+    return kept
+
+
 def fit_scaler(x: np.ndarray, kind: str, is_image: bool) -> dict[str, Any] | None:
     """Fit a standard / min-max scaler on training inputs: per feature, or per image channel."""
     if kind == "none":
@@ -150,6 +165,7 @@ def load_dataset(
     stratify: bool = True,
     classes: list[int] | None = None,
     train_per_class: int | None = None,
+    train_classes: list[int] | None = None,
     **options: Any,
 ) -> DataBundle:
     """Load a dataset and return its train / val / test splits as tensors.
@@ -165,6 +181,8 @@ def load_dataset(
         classes: Keep only these class labels, relabelled 0..k-1 in the order given.
         train_per_class: Keep only this many training samples per class (few-label learning);
             validation and test stay whole.
+        train_classes: Keep only these classes in the training split (the normal class of
+            anomaly detection); validation and test keep every class.
         **options: Options of the dataset itself (``path``, ``target``, ``as_image``, ...).
 
     Sequence datasets (text, time series) take ``split``, ``seed`` and ``scale`` themselves and
@@ -181,6 +199,7 @@ def load_dataset(
     if "split" in accepted:
         unsupported = {"imbalance": imbalance != "none", "classes": classes is not None}
         unsupported["train_per_class"] = train_per_class is not None
+        unsupported["train_classes"] = train_classes is not None
         for key, used in unsupported.items():
             if used:
                 raise DataError(f"data.{key}: not supported by the {name} dataset; remove it")
@@ -193,6 +212,8 @@ def load_dataset(
     parts = split_indices(raw.y, fractions, seed, stratify and classify)
     if train_per_class is not None:
         parts["train"] = per_class(raw, parts["train"], train_per_class, seed)
+    if train_classes is not None:
+        parts["train"] = only_classes(raw, parts["train"], train_classes)
     return make_bundle(raw, parts, name=name, seed=seed, scale=scale, imbalance=imbalance)
 
 

@@ -22,7 +22,8 @@ import yaml
 from deepworks.data.bundle import TaskType
 from deepworks.errors import CheckpointError
 
-TASK_TYPES = typing.get_args(TaskType)
+#: Data task types, plus the tasks that report pictures of their own (``report/<task>.py``).
+TASK_TYPES = typing.get_args(TaskType) + ("autoencoder", "anomaly_detection", "vae", "gan", "rbm")
 
 
 @dataclass

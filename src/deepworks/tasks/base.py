@@ -16,8 +16,14 @@ from torch import nn
 
 from deepworks.config import LossConfig, TrainConfig
 from deepworks.data.bundle import DataBundle
-from deepworks.errors import ConfigError
+from deepworks.errors import ConfigError, DeepworksError
 from deepworks.registry import LOSSES, OPTIMIZERS, SCHEDULERS
+
+
+class Diverged(DeepworksError):
+    """Raised by :meth:`Task.training_step` when training has gone wrong beyond repair (a GAN
+    player's loss is not finite, the discriminator has saturated); the Trainer stops with this
+    message and names the last good checkpoint."""
 
 
 class Task:
@@ -28,6 +34,9 @@ class Task:
     #: False for tasks whose consecutive training batches continue each other (truncated BPTT
     #: with a carried hidden state): the Trainer then keeps the training split in order.
     shuffle_train = True
+    #: True for tasks that run backward and step their own optimizers inside
+    #: :meth:`training_step` (a GAN's two players); the Trainer then only counts the step.
+    manual_optimization = False
 
     def __init__(self):
         self.loss_fn: nn.Module | None = None
@@ -122,6 +131,14 @@ class Task:
         """Forward one batch; return (loss, outputs)."""
         outputs = model(x)
         return self.loss_fn(outputs, y), outputs
+
+    def callbacks(self) -> list:
+        """Callbacks this task adds to the run's (e.g. sample grids after every epoch)."""
+        return []
+
+    def save_pictures(self, model: nn.Module, data: DataBundle, run_dir) -> None:
+        """Write the task's pictures for the report (sample grids, reconstructions) once
+        training is done. Default: none."""
 
     def start_epoch(self) -> None:
         """Called by the Trainer before each training epoch (e.g. to reset a carried state)."""

@@ -36,6 +36,44 @@ def _fast(params: Iterable) -> dict:
     return {"fused": True} if fusable and first.is_floating_point() else {}
 
 
+class OptimizerSet:
+    """Several named optimizers behind one optimizer's interface, for tasks with more than one
+    set of parameters to step (a GAN's generator and discriminator): the Trainer checkpoints and
+    restores them together and the LR monitor sees all their groups.
+
+    Example:
+        >>> opts = OptimizerSet(generator=g_opt, discriminator=d_opt)
+        >>> opts["generator"].step()
+    """
+
+    def __init__(self, **optimizers: torch.optim.Optimizer):
+        self.optimizers = optimizers
+
+    def __getitem__(self, name: str) -> torch.optim.Optimizer:
+        return self.optimizers[name]
+
+    @property
+    def param_groups(self) -> list[dict]:
+        return [g for opt in self.optimizers.values() for g in opt.param_groups]
+
+    def zero_grad(self, set_to_none: bool = True) -> None:
+        for opt in self.optimizers.values():
+            opt.zero_grad(set_to_none=set_to_none)
+
+    def step(self) -> None:
+        for opt in self.optimizers.values():
+            opt.step()
+
+    def state_dict(self) -> dict:
+        return {name: opt.state_dict() for name, opt in self.optimizers.items()}
+
+    def load_state_dict(self, state: dict) -> None:
+        if set(state) != set(self.optimizers):
+            raise KeyError(f"optimizers {sorted(state)} saved, {sorted(self.optimizers)} expected")
+        for name, opt in self.optimizers.items():
+            opt.load_state_dict(state[name])
+
+
 @register_optimizer("sgd")
 def sgd(
     params,

@@ -31,7 +31,7 @@ from deepworks.data.batching import make_loader
 from deepworks.data.bundle import DataBundle, LazySplit, Split
 from deepworks.errors import CheckpointError, ConfigError, DeepworksError
 from deepworks.registry import CALLBACKS, TASKS
-from deepworks.tasks.base import Task
+from deepworks.tasks.base import Diverged, Task
 from deepworks.train.callbacks import (
     EMA,
     Callback,
@@ -145,6 +145,7 @@ class Trainer:
             cbs.append(EMA(decay=c.ema))
         for i, cb in enumerate(c.callbacks):
             cbs.append(CALLBACKS.build(cb.name, cb.kwargs, where=f"train.callbacks.{i}"))
+        cbs += self.task.callbacks() if self.task is not None else []
         cbs += self.extra_callbacks
         return sorted(cbs, key=lambda cb: cb.order)
 
@@ -209,6 +210,12 @@ class Trainer:
         self.total_steps = steps_per_epoch * c.epochs
         if c.max_steps:
             self.total_steps = min(self.total_steps, c.max_steps)
+        manual = self.task.manual_optimization
+        if manual and (c.accumulate > 1 or c.l1 or c.l2 or c.precision == "fp16"):
+            raise ConfigError(
+                f"train: the {self.task.name} task steps its own optimizers; remove "
+                "accumulate, l1, l2 and precision: fp16 from train"
+            )
         self.callbacks = self._build_callbacks()
         batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
         # named regions for the profiler (``--profile``); free no-ops otherwise
@@ -245,17 +252,23 @@ class Trainer:
                         x, y = augment(x, y)
                     if channels_last and x.ndim == 4:
                         x = x.contiguous(memory_format=torch.channels_last)
-                    with self.autocast(), mark("deepworks.forward"):
-                        loss, outputs = self.task.training_step(step_model, x, y)
-                    if penalized:
-                        loss = loss + self._penalty(penalized)
-                    if not self._finite(loss, "loss"):
-                        if c.on_nonfinite == "skip_batch":
-                            self.optimizer.zero_grad(set_to_none=True)
-                            continue
+                    try:
+                        with self.autocast(), mark("deepworks.forward"):
+                            loss, outputs = self.task.training_step(step_model, x, y)
+                    except Diverged as exc:
+                        self._diverged(str(exc))
                         break
-                    with mark("deepworks.backward"):
-                        scaler.scale(loss / c.accumulate if c.accumulate > 1 else loss).backward()
+                    if not manual:
+                        if penalized:
+                            loss = loss + self._penalty(penalized)
+                        if not self._finite(loss, "loss"):
+                            if c.on_nonfinite == "skip_batch":
+                                self.optimizer.zero_grad(set_to_none=True)
+                                continue
+                            break
+                        with mark("deepworks.backward"):
+                            scaled = loss / c.accumulate if c.accumulate > 1 else loss
+                            scaler.scale(scaled).backward()
                     running += loss.detach()
                     s = self.task.batch_stats(outputs.detach(), y)
                     if s is not None:
@@ -264,12 +277,13 @@ class Trainer:
                     counted += 1
                     if (i + 1) % c.accumulate and i + 1 < batches:
                         continue
-                    with mark("deepworks.optimizer"):
-                        stepped = self._optimizer_step(scaler)
-                    if not stepped:
-                        if c.on_nonfinite == "skip_batch":
-                            continue
-                        break
+                    if not manual:  # manual tasks stepped their optimizers in training_step
+                        with mark("deepworks.optimizer"):
+                            stepped = self._optimizer_step(scaler)
+                        if not stepped:
+                            if c.on_nonfinite == "skip_batch":
+                                continue
+                            break
                     if interval == "step":
                         self.scheduler.step()
                     self.global_step += 1
@@ -282,7 +296,7 @@ class Trainer:
                         self.should_stop = True
                         self.stop_reason = f"max_steps={c.max_steps} reached"
                         break
-                if self.stop_reason.startswith("non-finite"):
+                if self.stop_reason.startswith(("non-finite", "diverged")):
                     break  # nothing of this epoch is logged or checkpointed
                 t_train += time.perf_counter() - t0
                 samples += seen
@@ -374,6 +388,21 @@ class Trainer:
         if c.on_nonfinite == "stop":
             self.should_stop, self.stop_reason = True, message
         return False
+
+    def _diverged(self, what: str) -> None:
+        """The task found training beyond repair: stop (or raise, per ``on_nonfinite``) with a
+        message naming the last good checkpoint."""
+        last = self.run_dir / "checkpoints" / "last" if self.run_dir is not None else None
+        kept = (
+            f"the last good checkpoint is {last.resolve()}"
+            if last is not None and last.exists()
+            else "no checkpoint was written before it"
+        )
+        message = f"diverged: {what} at step {self.global_step + 1} (epoch {self.epoch}); {kept}"
+        if self.config.on_nonfinite == "raise":
+            raise NonFiniteError(message)
+        self.optimizer.zero_grad(set_to_none=True)
+        self.should_stop, self.stop_reason = True, message
 
     def _interrupted(self, signum: int) -> None:
         """A signal arrived: the step is done; write a checkpoint and stop with exit code 3."""
