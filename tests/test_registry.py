@@ -41,6 +41,12 @@ NUM_CLASSES = 3
 # --- models --------------------------------------------------------------------------------
 
 
+#: Models that map an input to predictions (classifiers, regressors, sequence and dense
+#: predictors). Generative models (``family = "generative"``: autoencoders, VAEs, GANs, RBMs) have
+#: no classification head and are tested in their own files.
+PREDICTORS = [n for n in MODELS.names() if getattr(MODELS.get(n), "family", "") != "generative"]
+
+
 def hints(name: str) -> tuple[tuple[int, ...], dict]:
     """(one sample's shape, constructor kwargs besides num_classes) for a registered model:
     the model's own hints, else sizes like those a run takes from its data."""
@@ -106,7 +112,7 @@ def class_loss(out: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
     return F.cross_entropy(out, y)
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", PREDICTORS)
 @torch.no_grad()
 def test_model_forward_shape(name):
     model = make_model(name)
@@ -121,7 +127,7 @@ def test_model_forward_shape(name):
         assert out.shape[2] == NUM_CLASSES
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", PREDICTORS)
 def test_model_forward_is_head_of_features(name):
     model = make_model(name).eval()
     x, _ = batch(name)
@@ -131,7 +137,7 @@ def test_model_forward_is_head_of_features(name):
     torch.testing.assert_close(full, split)
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", PREDICTORS)
 @torch.no_grad()
 def test_model_reset_classifier(name):
     model = make_model(name)
@@ -150,7 +156,7 @@ def test_model_reset_classifier(name):
     assert {k: tuple(v.shape) for k, v in rebuilt.state_dict().items()} == want
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", PREDICTORS)
 def test_model_config_round_trip(name):
     model = make_model(name)
     config = model.get_config()
@@ -167,7 +173,7 @@ def test_model_config_round_trip(name):
     assert {k: tuple(v.shape) for k, v in again.state_dict().items()} == want
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", PREDICTORS)
 def test_model_backward_gives_finite_gradients(name):
     model = make_model(name)
     x, y = batch(name)
@@ -178,7 +184,7 @@ def test_model_backward_gives_finite_gradients(name):
             assert torch.isfinite(p.grad).all(), f"{pname} has a non-finite gradient"
 
 
-@pytest.mark.parametrize("name", MODELS.names())
+@pytest.mark.parametrize("name", PREDICTORS)
 def test_model_overfits_a_tiny_batch(name):
     # up to 30 Adam steps on a tiny batch; done as soon as the loss has halved (convnets are
     # slow on CPU, and most models get there in a few steps)
@@ -197,7 +203,7 @@ def test_model_overfits_a_tiny_batch(name):
     assert losses[-1] < 0.5 * losses[0], losses
 
 
-@pytest.mark.parametrize("name", [n for n in MODELS.names() if input_shape(n) == (12,)])
+@pytest.mark.parametrize("name", [n for n in PREDICTORS if input_shape(n) == (12,)])
 def test_flat_model_flattens_image_input(name):
     model = make_model(name, in_features=64)
     x = torch.randn(6, 1, 8, 8)

@@ -28,6 +28,7 @@ out = Console(highlight=False, soft_wrap=True)
 from deepworks.cli import (  # noqa: E402, F401
     checkpoint,
     crossval,
+    embed,
     evaluate,
     listing,
     predict,

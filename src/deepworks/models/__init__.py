@@ -5,19 +5,24 @@ from __future__ import annotations
 from typing import Any
 
 from deepworks.models import (  # noqa: F401  (registers models)
+    autoencoder,
     centernet,
     cnn,
+    dbn,
+    gan,
     gpt,
     lenet,
     linear,
     mlp,
     mobilenet,
+    rbm,
     resnet,
     rnn,
     seq2seq,
     transformer_encoder,
     transformer_seq2seq,
     unet,
+    vae,
     vgg,
     vit,
 )

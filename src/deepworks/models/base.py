@@ -24,6 +24,9 @@ class Model(nn.Module):
 
     #: What ``forward`` returns: "logits" (default) or "probs" (a softmax output layer).
     output_kind = "logits"
+    #: "predictor" (input → predictions, with a ``head``) or "generative" (autoencoders, VAEs,
+    #: GANs, RBMs: no classification head, so ``reset_classifier`` does not apply).
+    family = "predictor"
 
     def __init_subclass__(cls, **kwargs):
         super().__init_subclass__(**kwargs)

@@ -1,15 +1,19 @@
 """Tasks: what a training step means (``deepworks list tasks``)."""
 
 from deepworks.tasks import (  # noqa: F401
+    autoencoder,
     classification,
     detection,
     forecasting,
+    gan,
     language_model,
     masked_lm,
+    rbm,
     regression,
     segmentation,
     seq2seq,
     sequence,
+    vae,
 )
 from deepworks.tasks.base import Task
 
