@@ -88,7 +88,9 @@ def reference_classifier(data: DataBundle, seed: int = 0) -> ReferenceClassifier
     x, y = data.train.x.float().cpu(), data.train.y.long().cpu()
     key = hashlib.sha1(x.numpy().tobytes() + y.numpy().tobytes() + bytes([seed])).hexdigest()
     if key not in _CACHE:
-        ref = ReferenceClassifier(int(np.prod(x.shape[1:])), data.num_classes).fit(x, y, seed=seed)
+        with torch.random.fork_rng(devices=[]):  # building it draws initial weights
+            ref = ReferenceClassifier(int(np.prod(x.shape[1:])), data.num_classes)
+        ref.fit(x, y, seed=seed)
         held_out = data.test if data.test is not None else data.val
         if held_out is not None and len(held_out):
             pred = ref.predict(held_out.x)
