@@ -10,6 +10,8 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --disable-pip-version-check torch==2.13.0
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev]'
+	# reference attacks for the tests; --no-deps keeps torchvision (which breaks CPU torch) out
+	$(BIN)/pip install -q --disable-pip-version-check --no-deps torchattacks==3.5.1
 	touch $(STAMP)
 
 demo: $(STAMP)
