@@ -9,7 +9,7 @@ Example:
     ...     model, data, task="classification")
 """
 
-from deepworks import data, models, tasks, train  # noqa: F401  (fill the registries)
+from deepworks import data, explain, models, robust, tasks, train  # noqa: F401  (registries)
 from deepworks.config import RunConfig, TrainConfig, load_config
 from deepworks.data import DataBundle, load_dataset
 from deepworks.errors import ConfigError, DataError, DeepworksError

@@ -153,6 +153,8 @@ OPTIMIZERS = Registry("an optimizer")
 SCHEDULERS = Registry("a scheduler")
 CALLBACKS = Registry("a callback")
 AUGMENTATIONS = Registry("an augmentation")
+ATTACKS = Registry("an attack")
+EXPLAINERS = Registry("an attribution method")
 
 register_model = MODELS.register
 register_dataset = DATASETS.register
@@ -162,6 +164,8 @@ register_optimizer = OPTIMIZERS.register
 register_scheduler = SCHEDULERS.register
 register_callback = CALLBACKS.register
 register_augmentation = AUGMENTATIONS.register
+register_attack = ATTACKS.register
+register_explainer = EXPLAINERS.register
 
 REGISTRIES: dict[str, Registry] = {
     "models": MODELS,
@@ -172,4 +176,6 @@ REGISTRIES: dict[str, Registry] = {
     "schedulers": SCHEDULERS,
     "callbacks": CALLBACKS,
     "augmentations": AUGMENTATIONS,
+    "attacks": ATTACKS,
+    "explainers": EXPLAINERS,
 }

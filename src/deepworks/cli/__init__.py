@@ -26,10 +26,12 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 out = Console(highlight=False, soft_wrap=True)
 
 from deepworks.cli import (  # noqa: E402, F401
+    attack,
     checkpoint,
     crossval,
     embed,
     evaluate,
+    explain,
     listing,
     predict,
     sample,

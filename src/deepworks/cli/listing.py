@@ -1,4 +1,4 @@
-"""``deepworks list models|datasets|tasks|losses|optimizers|schedulers|callbacks``."""
+"""``deepworks list models|datasets|tasks|...|attacks|explainers``."""
 
 from __future__ import annotations
 
@@ -11,7 +11,9 @@ from deepworks.cli import app, out
 @app.command("list")
 def list_(
     kind: str = typer.Argument(
-        "models", help="models, datasets, tasks, losses, optimizers, schedulers or callbacks"
+        "models",
+        help="models, datasets, tasks, losses, optimizers, schedulers, callbacks, augmentations, "
+        "attacks or explainers",
     ),
 ) -> None:
     """List registered components with a one-line description."""

@@ -1,6 +1,7 @@
 """Tasks: what a training step means (``deepworks list tasks``)."""
 
 from deepworks.tasks import (  # noqa: F401
+    adversarial,
     autoencoder,
     classification,
     detection,

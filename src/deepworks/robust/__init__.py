@@ -1,0 +1,1 @@
+"""Adversarial robustness: attacks (``deepworks list attacks``) and adversarial training."""

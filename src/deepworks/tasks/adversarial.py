@@ -1,0 +1,1 @@
+"""deepworks.tasks.adversarial"""
