@@ -1,0 +1,144 @@
+"""Report sections of an RBM run: the learned filters, Gibbs samples and reconstructions.
+
+The pictures come from ``rbm.npz``, written by ``RBMTask.save_pictures`` once training is done:
+
+- ``filters``: rows of W drawn as images. Each filter is scaled by its own largest |w| on a
+  diverging map (red: the unit is excited by ink there, blue: inhibited), so the shape of weak
+  filters is visible too; blob- and stroke-like filters show a model that learned parts of
+  digits, noise-like ones a model that has not learned (yet).
+- ``chains``: Gibbs chains started from the same binary noise, shown after 1, 10, 100, ... steps
+  as p(v | h), on a fixed [0, 1] grey scale: digits emerging from noise are samples of the model.
+- ``inputs`` / ``reconstructions``: held-out inputs and one Gibbs step's mean from them.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from deepworks.report import plots
+from deepworks.report.markup import esc, figure, fmt, table
+from deepworks.report.run_files import RunFiles
+from deepworks.report.style import new_figure, report_style
+from deepworks.tasks.rbm import PICTURES
+
+
+def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
+    """(anchor, title, html) of each RBM section that ``run`` has data for."""
+    pics = _pictures(run)
+    out = []
+    if "filters" in pics:
+        out.append(("rbm-filters", "Learned filters", _filters(pics["filters"])))
+    if "chains" in pics and "chain_steps" in pics:
+        out.append(("rbm-samples", "Gibbs samples", _chains(pics["chains"], pics["chain_steps"])))
+    if "inputs" in pics and "reconstructions" in pics:
+        body = _reconstructions(pics["inputs"], pics["reconstructions"], split)
+        out.append(("rbm-reconstructions", "Reconstructions", body))
+    numbers = _metrics_table(run.metrics or {})
+    if numbers:
+        out.append(("rbm-metrics", "Fit per split", numbers))
+    return out
+
+
+def _pictures(run: RunFiles) -> dict[str, np.ndarray]:
+    path = run.run_dir / PICTURES
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return {}  # a damaged picture file costs its sections, not the report
+
+
+def tile_grid(
+    rows: list[np.ndarray],
+    row_labels: list[str] | None = None,
+    cmap: str = "gray",
+    vmin: float = 0.0,
+    vmax: float = 1.0,
+    cell: float = 0.55,
+) -> Figure:
+    """Rows of (n, h, w) images on one fixed colour scale (unlike ``plots.image_grid``, which
+    rescales each image on its own), each row optionally labelled on its left."""
+    nrows = len(rows)
+    ncols = max(len(r) for r in rows)
+    h, w = rows[0].shape[1:]
+    aspect = h / w if w else 1.0
+    label = 0.9 if row_labels else 0.05
+    width, height = label + ncols * cell, nrows * cell * min(aspect, 1.0) + 0.1
+    with report_style():
+        fig = new_figure(width, height, constrained=False)
+        fig.subplots_adjust(
+            left=label / width, right=1 - 0.02 / width, bottom=0.02, top=0.98, wspace=0.06
+        )
+        for r, images in enumerate(rows):
+            for c, image in enumerate(images):
+                ax = fig.add_subplot(nrows, ncols, r * ncols + c + 1)
+                ax.imshow(image, cmap=cmap, vmin=vmin, vmax=vmax, interpolation="nearest")
+                ax.set_xticks([])
+                ax.set_yticks([])
+                for spine in ax.spines.values():
+                    spine.set_visible(False)
+                if c == 0 and row_labels:
+                    ax.set_ylabel(row_labels[r], rotation=0, ha="right", va="center", fontsize=8)
+    return fig
+
+
+def _filters(filters: np.ndarray) -> str:
+    n = len(filters)
+    per_row = 16 if filters.shape[1] > 1 else 1
+    scale = np.abs(filters).reshape(n, -1).max(1).reshape(n, 1, 1)
+    unit = filters / np.where(scale > 0, scale, 1.0)  # each filter in [-1, 1]
+    rows = [unit[i : i + per_row] for i in range(0, n, per_row)]
+    fig = tile_grid(rows, cmap="RdBu_r", vmin=-1.0, vmax=1.0)
+    caption = (
+        f"The weights of the first {n} hidden units (rows of W) as images, each scaled by its "
+        "own largest |w|: red pixels turn the unit on, blue ones off."
+    )
+    return figure(plots.fig_to_data_uri(fig), "RBM filters", caption)
+
+
+def _chains(chains: np.ndarray, steps: np.ndarray) -> str:
+    labels = [f"{int(s)} step" + ("s" if int(s) != 1 else "") for s in steps]
+    fig = tile_grid(list(chains), labels)
+    caption = (
+        f"{chains.shape[1]} Gibbs chains started from the same binary noise, p(v | h) after each "
+        "number of steps (one column per chain): what the model generates."
+    )
+    return figure(plots.fig_to_data_uri(fig), "Gibbs samples", caption)
+
+
+def _reconstructions(inputs: np.ndarray, recon: np.ndarray, split: str) -> str:
+    fig = tile_grid([inputs, recon], ["input", "1 Gibbs step"])
+    caption = f"{split.capitalize()} inputs and p(v | h ~ p(h | v)), one Gibbs step from them."
+    return figure(plots.fig_to_data_uri(fig), "RBM reconstructions", caption)
+
+
+_COLUMNS = (
+    ("recon_error", "reconstruction error"),
+    ("pseudo_log_likelihood", "pseudo-log-likelihood"),
+    ("free_energy", "mean free energy"),
+    ("free_energy_gap", "free-energy gap to train"),
+)
+
+
+def _metrics_table(metrics: dict) -> str:
+    rows = []
+    for split in ("train", "val", "test"):
+        values = [metrics.get(f"{split}/{key}") for key, _ in _COLUMNS]
+        if any(isinstance(v, int | float) and math.isfinite(v) for v in values):
+            rows.append([split, *(fmt(v) if v is not None else "–" for v in values)])
+    if not rows:
+        return ""
+    note = (
+        '<p class="note">Reconstruction error: lower is better. Pseudo-log-likelihood '
+        "(scikit-learn's stochastic estimate): higher is better. A free-energy gap far above "
+        "zero means held-out data are much less probable under the model than training data: "
+        "overfitting.</p>"
+    )
+    header = ["split", *(esc(name) for _, name in _COLUMNS)]
+    return table(header, rows, numeric=[False] + [True] * len(_COLUMNS)) + note
