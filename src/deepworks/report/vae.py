@@ -1,0 +1,237 @@
+"""Report sections of a VAE run: samples from the prior, latent interpolations, reconstructions,
+the ELBO and its two terms per split, and the quality of the samples.
+
+The pictures come from ``vae_pictures.npz``, written by ``VAETask.save_pictures`` once training
+is done; the numbers from ``metrics.json``. Images are drawn on one fixed grey scale ([0, 1] for
+Bernoulli data), not rescaled one by one, so a faint sample looks faint.
+"""
+
+from __future__ import annotations
+
+import math
+import zipfile
+from typing import Any
+
+import numpy as np
+from matplotlib.figure import Figure
+
+from deepworks.report import plots
+from deepworks.report.markup import esc, figure, fmt, table
+from deepworks.report.run_files import RunFiles
+from deepworks.tasks.vae import PICTURES
+
+
+def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
+    """(anchor, title, html) of each VAE section that ``run`` has data for."""
+    pics = _pictures(run)
+    out = []
+    names = _class_names(run)
+    if "samples" in pics:
+        out.append(("vae-samples", "Samples from the prior", _samples(pics, names)))
+    if "interpolation" in pics:
+        out.append(("vae-interpolation", "Latent interpolation", _interpolation(pics, run)))
+    if "reconstructions" in pics:
+        out.append(("vae-reconstructions", "Reconstructions", _reconstructions(pics, split)))
+    elbo = _elbo_table(run.metrics or {})
+    if elbo:
+        out.append(("vae-elbo", "ELBO per split", elbo))
+    quality = _quality_table(run.metrics or {})
+    if quality:
+        out.append(("vae-quality", "Sample quality", quality))
+    return out
+
+
+def _pictures(run: RunFiles) -> dict[str, np.ndarray]:
+    path = run.run_dir / PICTURES
+    if not path.is_file():
+        return {}
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            return {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return {}  # a damaged picture file costs its sections, not the report
+
+
+def _class_names(run: RunFiles) -> list[str] | None:
+    names = (run.data or {}).get("class_names")
+    return [str(n) for n in names] if names else None
+
+
+def _as_images(a: np.ndarray) -> np.ndarray | None:
+    """(..., C, H, W) or (..., D) with D a square → (..., H, W) grey (first channel) or
+    (..., H, W, 3) colour; None when the values are not an image."""
+    if a.ndim >= 4 and a.shape[-3] in (1, 3):
+        return a[..., 0, :, :] if a.shape[-3] == 1 else np.moveaxis(a, -3, -1)
+    side = math.isqrt(a.shape[-1]) if a.ndim >= 2 else 0
+    if side > 1 and side * side == a.shape[-1]:  # flat features of a square image
+        return a.reshape(*a.shape[:-1], side, side)
+    return None
+
+
+def _value_range(*arrays: np.ndarray) -> tuple[float, float]:
+    """One grey scale for a whole figure: [0, 1] when the values lie in it, else their range."""
+    lo = min(float(np.nanmin(a)) for a in arrays)
+    hi = max(float(np.nanmax(a)) for a in arrays)
+    if lo >= 0 and hi <= 1:
+        return 0.0, 1.0
+    return lo, hi if hi > lo else lo + 1
+
+
+def image_table(
+    images: np.ndarray,
+    row_labels: list[str] | None = None,
+    col_labels: list[str] | None = None,
+    vrange: tuple[float, float] = (0.0, 1.0),
+    cell: float = 0.5,
+) -> Figure:
+    """A rows x columns table of images on one fixed grey scale, drawn as one mosaic (one
+    ``imshow`` for all, fast however many images there are).
+
+    Args:
+        images: (R, K, H, W) grey or (R, K, H, W, 3) colour images.
+        row_labels: R labels drawn left of the rows.
+        col_labels: K labels drawn above the columns.
+        vrange: The values drawn black and white.
+        cell: Side of one image, in inches.
+    """
+    rows, cols, h, w = images.shape[:4]
+    lo, hi = vrange
+    scaled = np.clip((np.nan_to_num(images.astype(np.float32)) - lo) / (hi - lo), 0, 1)
+    if scaled.ndim == 4:
+        scaled = np.repeat(scaled[..., None], 3, axis=-1)  # grey → RGB, so gaps can be white
+    gap = max(1, round(h / 8))  # white pixels between images
+    mosaic = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), np.float32)
+    for r in range(rows):
+        for c in range(cols):
+            y0, x0 = r * (h + gap), c * (w + gap)
+            mosaic[y0 : y0 + h, x0 : x0 + w] = scaled[r, c]
+    left = 0.45 if row_labels else 0.05
+    top = 0.25 if col_labels else 0.05
+    width, height = left + cols * cell + 0.05, top + rows * cell + 0.05
+    with plots.report_style():
+        fig = plots.new_figure(width, height, constrained=False)
+        ax = fig.add_axes((left / width, 0.05 / height, cols * cell / width, rows * cell / height))
+        ax.imshow(mosaic, interpolation="nearest", aspect="auto")
+        ax.set_xticks([(w + gap) * c + (w - 1) / 2 for c in range(cols)] if col_labels else [])
+        ax.set_yticks([(h + gap) * r + (h - 1) / 2 for r in range(rows)] if row_labels else [])
+        if col_labels:
+            ax.set_xticklabels(col_labels, fontsize=8, color="#374151")
+            ax.xaxis.tick_top()
+        if row_labels:
+            ax.set_yticklabels(row_labels, fontsize=9)
+        ax.tick_params(length=0)
+        ax.grid(False)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    return fig
+
+
+def _samples(pics: dict[str, np.ndarray], names: list[str] | None) -> str:
+    samples = _as_images(pics["samples"])
+    if samples is None:
+        return ""
+    n = len(samples)
+    if "sample_labels" in pics:  # one row per class, in class order
+        labels = pics["sample_labels"].astype(int)
+        classes = list(dict.fromkeys(labels.tolist()))
+        per_row = n // max(1, len(classes))
+        grid = samples[: per_row * len(classes)].reshape(len(classes), per_row, *samples.shape[1:])
+        rows = [names[c] if names and c < len(names) else str(c) for c in classes]
+        caption = (
+            f"{n} samples of the conditional VAE, z ~ N(0, I): row c is drawn for class c, so "
+            "the class sets the digit and z its style"
+        )
+    else:
+        cols = 10
+        grid = samples[: (n // cols) * cols].reshape(-1, cols, *samples.shape[1:])
+        rows = None
+        caption = f"{len(grid) * cols} samples: z ~ N(0, I), decoded to the mean image"
+    fig = image_table(grid, rows, vrange=_value_range(samples))
+    return figure(plots.fig_to_data_uri(fig), "samples from the prior", caption)
+
+
+def _interpolation(pics: dict[str, np.ndarray], run: RunFiles) -> str:
+    frames = _as_images(pics["interpolation"])  # (P, T, H, W)
+    ends = _as_images(pics.get("interpolation_ends", np.zeros((0, 2, 1))))
+    if frames is None:
+        return ""
+    steps = frames.shape[1]
+    cols = [f"{t:.2f}" for t in np.linspace(0, 1, steps)]
+    if ends is not None and len(ends) == len(frames):  # the real images at both ends
+        frames = np.concatenate([ends[:, :1], frames, ends[:, 1:]], axis=1)
+        cols = ["image A", *cols, "image B"]
+    fig = image_table(frames, col_labels=cols, vrange=_value_range(frames))
+    conditional = "sample_labels" in pics
+    how = (
+        "two test images of the same class (the class fixed, z morphs the style)"
+        if conditional
+        else "two test images of different classes"
+    )
+    caption = (
+        f"Decoding z = (1 − t)·μ(A) + t·μ(B) for {len(frames)} pairs of {how}; the outer columns "
+        "are the real images"
+    )
+    return figure(plots.fig_to_data_uri(fig), "latent interpolation", caption)
+
+
+def _reconstructions(pics: dict[str, np.ndarray], split: str) -> str:
+    originals = _as_images(pics.get("originals", np.zeros((0, 1))))
+    recons = _as_images(pics["reconstructions"])
+    if originals is None or recons is None or len(originals) != len(recons):
+        return ""
+    n = len(recons)
+    cols = min(n, 8)
+    rows_of_pairs = []
+    labels = []
+    for start in range(0, n - n % cols, cols):
+        rows_of_pairs += [originals[start : start + cols], recons[start : start + cols]]
+        labels += ["input", "recon"]
+    fig = image_table(np.stack(rows_of_pairs), labels, vrange=_value_range(originals, recons))
+    caption = (
+        f"The first {n} {split} images (input) and the decoder's mean at z = μ(x) (recon): what "
+        "an image keeps after passing through the latent code"
+    )
+    return figure(plots.fig_to_data_uri(fig), "reconstructions", caption)
+
+
+def _elbo_table(metrics: dict[str, Any]) -> str:
+    splits = [s for s in ("train", "val", "test") if f"{s}/elbo" in metrics]
+    if not splits:
+        return ""
+    rows = [
+        [esc(s)] + [esc(fmt(metrics.get(f"{s}/{k}"))) for k in ("elbo", "recon", "kl")]
+        for s in splits
+    ]
+    html = table(["split", "ELBO", "reconstruction NLL", "KL(q ‖ p)"], rows, [False] + [True] * 3)
+    note = (
+        '<p class="note">In nats per sample: ELBO = −(reconstruction NLL + KL) ≤ log p(x), '
+        "higher is better. The KL term is what the code spends to describe each input; near 0 "
+        "the decoder ignores z (posterior collapse). Train figures are averages over the last "
+        "epoch's batches.</p>"
+    )
+    return html + note
+
+
+def _quality_table(metrics: dict[str, Any]) -> str:
+    split = next((s for s in ("test", "val") if f"{s}/fid" in metrics), None)
+    if split is None:
+        return ""
+    labels = {
+        "fid": "digits-FID of prior samples",
+        "fid_noise": "FID of uniform noise (baseline)",
+        "fid_real": "FID of other real images (floor)",
+        "class_accuracy": "samples classified as their class",
+        "reference_accuracy": "reference classifier on real images",
+    }
+    rows = [
+        [esc(label), esc(fmt(metrics[f"{split}/{key}"]))]
+        for key, label in labels.items()
+        if f"{split}/{key}" in metrics
+    ]
+    html = table(["figure", split], rows, [False, True])
+    note = (
+        '<p class="note">Fréchet distance between features of the reference classifier (an MLP '
+        f"trained on the training split) for generated and for real {split} images; lower is "
+        "better, between the real-data floor and the noise baseline.</p>"
+    )
+    return html + note
