@@ -246,7 +246,7 @@ def integrated_gradients(
     target,
     context: Context,
     baseline: Baseline = "zeros",
-    steps: int = 64,
+    steps: int = 128,
     sigma: float = 1.0,
     internal_batch_size: int | None = 512,
 ) -> Attribution:
@@ -354,9 +354,9 @@ def grad_cam_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, str]:
 def grad_cam(model, x, target, context: Context, relu: bool = True) -> Attribution:
     """Grad-CAM: last-stage feature maps weighted by their mean gradients, upsampled."""
     attr = captum()
+    conv_name, layer_name = grad_cam_layer(model, x)
     if x.ndim != 4:
         raise ConfigError("grad_cam needs images (N, C, H, W); use ig or saliency for this data")
-    conv_name, layer_name = grad_cam_layer(model, x)
     layer = model.get_submodule(layer_name)
     cam = attr.LayerGradCam(model, layer).attribute(x, target=target, relu_attributions=relu)
     cam = attr.LayerAttribution.interpolate(cam.detach(), tuple(x.shape[-2:]), "bilinear")

@@ -66,7 +66,7 @@ def _activation(model: nn.Module, x: torch.Tensor, targets: torch.Tensor, layer:
     finally:
         handle.remove()
     out = captured[0]  # (K, C, ...) or (K, C)
-    return out[rows, targets].flatten(1).mean(1)
+    return out[rows, targets].reshape(len(x), -1).mean(1)
 
 
 def activation_maximization(
