@@ -81,7 +81,10 @@ def reconstruction_section(run: RunFiles) -> str:
         if "y" in arrays and names:
             titles = [str(names[int(v)]) if 0 <= int(v) < len(names) else "" for v in arrays["y"]]
         fig = profile_figure(rows, titles)
-        caption += "; each panel plots one sample's values over the input features"
+        lines = ", ".join(label for label, _ in rows)
+        caption = (
+            f"{min(len(x), 4)} test samples, one panel each: {lines} values over the input features"
+        )
     return figure(plots.fig_to_data_uri(fig), "reconstructions", caption)
 
 
@@ -121,24 +124,25 @@ def image_rows(rows: Sequence[tuple[str, np.ndarray]], lo: float, hi: float) -> 
 def profile_figure(
     rows: Sequence[tuple[str, np.ndarray]],
     titles: Sequence[str] | None = None,
-    max_panels: int = 8,
+    max_panels: int = 4,
 ) -> Figure:
     """Feature vectors: one panel per sample, a line per (label, (N, D) array)."""
     n = min(len(rows[0][1]), max_panels)
-    ncols = min(n, 4)
-    nrows = -(-n // ncols)
     colors = {"input": TRAIN, "clean": TRAIN, "reconstruction": VAL, "denoised": VAL}
+    width, height = 2.9 * n + 0.4, 2.4
     with plots.report_style():
-        fig = plots.new_figure(3.0 * ncols, 2.0 * nrows + 0.4)
+        # placed by hand: constrained layout costs seconds for a handful of line plots
+        fig = plots.new_figure(width, height, constrained=False)
+        fig.subplots_adjust(left=0.45 / width, right=0.98, bottom=0.2, top=0.85, wspace=0.25)
         for i in range(n):
-            ax = fig.add_subplot(nrows, ncols, i + 1)
+            ax = fig.add_subplot(1, n, i + 1)
             for label, values in rows:
                 v = np.asarray(values[i], dtype=np.float32).reshape(-1)
                 ax.plot(v, label=label, color=colors.get(label, "#9ca3af"), linewidth=1.2)
             ax.set_title(f"sample {i}" + (f" · {titles[i]}" if titles else ""), fontsize=9)
+            ax.set_xlabel("feature", fontsize=8)
             ax.tick_params(labelsize=7)
         fig.axes[0].legend(fontsize=7, loc="best")
-        fig.supxlabel("feature", fontsize=9)
     return fig
 
 
