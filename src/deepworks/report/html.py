@@ -178,8 +178,13 @@ def _evaluation_sections(run: RunFiles) -> list[tuple[str, str, str]]:
     split = str((run.evaluation or {}).get("split") or "test")
     # Each task type with pictures of its own has a module ``report/<task>.py`` whose
     # ``sections(run, split)`` returns (anchor, title, html) triples; conv nets add ``vision``,
-    # attention models ``attention`` (heatmaps per layer and head).
-    extra = _optional_sections("vision", run, split) + _optional_sections("attention", run, split)
+    # attention models ``attention`` (heatmaps per layer and head), and
+    # ``robustness`` the accuracy under attack of any classifier that was attacked.
+    extra = [
+        section
+        for module in ("vision", "attention", "robustness")
+        for section in _optional_sections(module, run, split)
+    ]
     if task not in (None, "classification", "regression"):
         return _optional_sections(task, run, split) + extra
     if task == "classification":
