@@ -59,20 +59,24 @@ def _series(rows: list[dict], key: str) -> tuple[np.ndarray, np.ndarray]:
     return x[keep].astype(float), y[keep]
 
 
-def _curve_figure(rows: list[dict], lines: list[tuple[str, str, str, str]], title: str) -> Figure:
-    """One axes with a line per (history key, label, colour, linestyle) that has values."""
+Line = tuple[str, str, str, str]  # (history key, label, colour, linestyle)
+
+
+def curve_panels(rows: list[dict], panels: list[tuple[str, list[Line]]]) -> Figure:
+    """One figure, one axes per (title, lines) panel, each line a history column per epoch."""
     with plots.report_style():
-        fig = plots.new_figure(4.6, 3.3)
-        ax = fig.add_subplot()
-        for key, label, color, style in lines:
-            x, y = _series(rows, key)
-            if len(y):
-                marker = "o" if len(x) <= 30 else None
-                ax.plot(x, y, color=color, linestyle=style, label=label, marker=marker, ms=3)
-        ax.set_xlabel("epoch")
-        ax.set_title(title)
-        if ax.get_legend_handles_labels()[0]:
-            ax.legend(loc="best", fontsize=8)
+        fig = plots.new_figure(4.3 * len(panels), 3.3)
+        for k, (title, lines) in enumerate(panels):
+            ax = fig.add_subplot(1, len(panels), k + 1)
+            for key, label, color, style in lines:
+                x, y = _series(rows, key)
+                if len(y):
+                    marker = "o" if len(x) <= 30 else None
+                    ax.plot(x, y, color=color, linestyle=style, label=label, marker=marker, ms=3)
+            ax.set_xlabel("epoch")
+            ax.set_title(title)
+            if ax.get_legend_handles_labels()[0]:
+                ax.legend(loc="best", fontsize=8)
     return fig
 
 
@@ -81,41 +85,35 @@ def _training(run: RunFiles) -> str:
     if not rows or not any(r.get("train/g_loss") is not None for r in rows):
         return ""
     wgan = any(r.get("train/wasserstein") is not None for r in rows)
-    figs = [
-        (
-            _curve_figure(
-                rows,
-                [
-                    ("train/d_loss", "D loss (train)", TRAIN, "-"),
-                    ("train/g_loss", "G loss (train)", VAL, "-"),
-                    ("val/loss", "D loss (val)", TRAIN, "--"),
-                    ("val/g_loss", "G loss (val)", VAL, "--"),
-                ],
-                "Losses of both players",
-            ),
-            "D's and G's losses per epoch (validation: real validation data vs fresh fakes)"
-            + ("; D's training loss includes the gradient penalty" if wgan else ""),
-        )
+    losses = [
+        ("train/d_loss", "D loss (train)", TRAIN, "-"),
+        ("train/g_loss", "G loss (train)", VAL, "-"),
+        ("val/loss", "D loss (val)", TRAIN, "--"),
+        ("val/g_loss", "G loss (val)", VAL, "--"),
     ]
+    panels = [("Losses of both players", losses)]
+    captions = ["left: D's and G's losses (validation: real validation data vs fresh fakes"]
+    captions[0] += "; D's training loss includes the gradient penalty)" if wgan else ")"
     if wgan:
         lines = [
             ("train/wasserstein", "W estimate E[D(x)] − E[D(G(z))]", ACCENT, "-"),
             ("train/gp", "gradient penalty", WRONG, "-"),
         ]
-        caption = "The critic's Wasserstein estimate falls as G's samples approach the data"
-        figs.append((_curve_figure(rows, lines, "Critic"), caption))
+        panels.append(("Critic", lines))
+        captions.append("the critic's Wasserstein estimate, falling as G's samples near the data")
     else:
         lines = [
             ("train/d_real", "D(x) real", TRAIN, "-"),
             ("train/d_fake", "D(G(z)) fake", VAL, "-"),
         ]
-        caption = "D's mean verdict on real and fake training batches (0.5 each: D is fooled)"
-        figs.append((_curve_figure(rows, lines, "Discriminator's verdicts"), caption))
+        panels.append(("Discriminator's verdicts", lines))
+        captions.append("D's mean verdict on real and fake training batches (0.5 each: fooled)")
     if any(r.get("val/fid") is not None for r in rows):
-        fig = _curve_figure(rows, [("val/fid", "digits-FID (val)", ACCENT, "-")], "Sample FID")
-        figs.append((fig, "FID of fixed-noise samples against the validation split, per epoch"))
-    html = "".join(figure(plots.fig_to_data_uri(f), c, c) for f, c in figs)
-    return f'<div class="figs">{html}</div>'
+        panels.append(("Sample FID (val)", [("val/fid", "digits-FID", ACCENT, "-")]))
+        captions.append("digits-FID of fixed-noise samples against the validation split")
+    caption = "Per epoch. " + "; ".join(captions[:1] + [f"then {c}" for c in captions[1:]])
+    fig = curve_panels(rows, panels)
+    return figure(plots.fig_to_data_uri(fig), "adversarial training curves", caption)
 
 
 # --- sample grids ------------------------------------------------------------------------------
@@ -153,29 +151,38 @@ def sample_grid(
     row_labels: list[str] | None = None,
     cell: float = 0.55,
 ) -> Figure:
-    """Images (N, H, W[, 3]) in rows of ``ncols`` on one fixed value range, rows labelled."""
-    n = len(images)
+    """Images (N, H, W[, 3]) in rows of ``ncols`` on one fixed value range, rows labelled.
+
+    The images are tiled into one mosaic (1-pixel white gaps) drawn with a single ``imshow``:
+    one axes instead of one per image keeps a 100-sample grid fast to draw.
+    """
+    n, h, w = images.shape[:3]
     nrows = max(1, math.ceil(n / ncols))
-    label_w = 0.75 if row_labels else 0.05
-    gap = 0.04
-    width = label_w + ncols * (cell + gap) + 0.05
-    height = nrows * (cell + gap) + 0.1
     lo, hi = vrange
+    tiles = np.clip((np.asarray(images, np.float32) - lo) / (hi - lo), 0, 1)
+    mosaic = np.ones((nrows * (h + 1) - 1, ncols * (w + 1) - 1, *images.shape[3:]), np.float32)
+    for i in range(n):
+        r, c = divmod(i, ncols)
+        mosaic[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = tiles[i]
+    label_w = 0.75 if row_labels else 0.0
+    width, height = label_w + ncols * cell + 0.1, nrows * cell + 0.1
     with plots.report_style():
         fig = plots.new_figure(width, height, constrained=False)
-        for i in range(n):
-            r, c = divmod(i, ncols)
-            left = (label_w + c * (cell + gap)) / width
-            bottom = 1 - (0.05 + (r + 1) * (cell + gap)) / height
-            ax = fig.add_axes((left, bottom, cell / width, cell / height))
-            img = np.clip((images[i] - lo) / (hi - lo), 0, 1)
-            ax.imshow(
-                img, cmap="gray" if img.ndim == 2 else None, vmin=0, vmax=1, interpolation="nearest"
-            )
-            ax.set_axis_off()
-            if row_labels and c == 0 and r < len(row_labels):
-                y = 1 - (0.05 + (r + 0.5) * (cell + gap)) / height
-                fig.text(0.04 / width, y, row_labels[r], fontsize=8, va="center", color="#374151")
+        ax = fig.add_axes(
+            (label_w / width, 0.05 / height, ncols * cell / width, nrows * cell / height)
+        )
+        ax.imshow(
+            mosaic,
+            cmap="gray" if mosaic.ndim == 2 else None,
+            vmin=0,
+            vmax=1,
+            interpolation="nearest",
+            aspect="auto",
+        )
+        ax.set_axis_off()
+        for r, label in enumerate((row_labels or [])[:nrows]):
+            y = 1 - (0.05 + (r + 0.5) * cell) / height
+            fig.text(0.04 / width, y, label, fontsize=8, va="center", color="#374151")
     return fig
 
 

@@ -175,8 +175,13 @@ class GANTask(Task):
                 f"train.loss.name: the gan task takes its loss as task.loss (bce, hinge, "
                 f"wgan_gp), not train.loss; move {loss.name!r} there"
             )
+        if model is not None and not hasattr(model, "discriminate"):
+            raise ConfigError(
+                f"task.name: gan trains a generator against a discriminator; use model.name: "
+                f"gan, not a {type(model).__name__}"
+            )
         self.data_info = data.describe() | {"class_names": data.class_names}
-        self.data, self.device = data, device
+        self.data = data
         self.conditional = bool(getattr(model, "conditional", False))
         if self.conditional and not data.num_classes:
             raise ConfigError(
@@ -257,7 +262,7 @@ class GANTask(Task):
             gp = gradient_penalty(lambda t: model.discriminate(t, labels), real_in, fake_in)
             d_loss = loss + self.gp_weight * gp
         if not torch.isfinite(d_loss):
-            raise Diverged(f"discriminator loss is {float(d_loss)}")
+            raise Diverged(f"discriminator loss is {d_loss.item()}")
         opts["discriminator"].zero_grad(set_to_none=True)
         d_loss.backward()
         opts["discriminator"].step()
@@ -268,7 +273,7 @@ class GANTask(Task):
         if g_step:
             g_loss = generator_loss(self.loss, model.discriminate(noisy(fake), labels))
             if not torch.isfinite(g_loss):
-                raise Diverged(f"generator loss is {float(g_loss)}")
+                raise Diverged(f"generator loss is {g_loss.item()}")
             opts["generator"].zero_grad(set_to_none=True)
             g_loss.backward()
             opts["generator"].step()
