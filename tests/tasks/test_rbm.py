@@ -184,3 +184,16 @@ def test_run_writes_rbm_metrics_pictures_and_report(tmp_path):
     html = (run.dir / "report.html").read_text()
     for title in ("Learned filters", "Gibbs samples", "Reconstructions", "Fit per split"):
         assert title in html
+
+
+def test_binarize_draws_binary_visible_units_each_step(small):
+    model = rbm(5)
+    task = RBMTask(binarize=True)
+    task.setup(small, LossConfig(), CPU, model)
+    x = small.train.x[:100]
+    torch.manual_seed(0)
+    v = task.visible(x)
+    assert set(v.unique().tolist()) == {0.0, 1.0}
+    assert float(v.mean()) == pytest.approx(float(x.mean()), abs=0.02)  # v ~ Bernoulli(x)
+    assert not torch.equal(v, task.visible(x))  # a fresh draw each time
+    assert torch.equal(RBMTask().visible(x), x)  # without binarize: the grey levels
