@@ -37,6 +37,9 @@ def tiny_extra(example: Path) -> list[str]:
         extra += ["--set", "data.n_per_class=20"]
     if data.get("stateful"):  # the stateful layout's streams follow the batch size
         extra += ["--set", "data.batch_size=256"]
+    model = config_of(example).get("model") or {}
+    if isinstance(model.get("pretrain_epochs"), int) and model["pretrain_epochs"] > 1:
+        extra += ["--set", "model.pretrain_epochs=1"]  # a DBN's RBM stages
     return extra
 
 

@@ -157,7 +157,14 @@ def train(
             raise ConfigError("give a config or --resume RUN, not both (a run keeps its config)")
         run_dir = Path(resume)
         cfg = load_config(load_run_config(run_dir), overrides)
-        checkpoint = CheckpointDir(run_dir / "checkpoints").newest_valid(warn)
+        try:
+            checkpoint = CheckpointDir(run_dir / "checkpoints").newest_valid(warn)
+        except CheckpointError:
+            if not (run_dir / "pretrain").is_dir():
+                raise
+            # stopped during unsupervised pretraining: its finished stages are picked up again
+            if warn is not None:
+                warn(f"no checkpoint yet: continuing the pretraining in {run_dir / 'pretrain'}")
     else:
         if config is None:
             raise ConfigError("no config given: pass a YAML run config, or --resume RUN")

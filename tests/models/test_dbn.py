@@ -5,13 +5,14 @@ DBN trains through ``run.train`` (pretraining, then fine-tuning)."""
 from __future__ import annotations
 
 import json
+import shutil
 
 import pytest
 import torch
 
 from deepworks.data.bundle import DataBundle, Split
 from deepworks.data.pipeline import load_dataset
-from deepworks.errors import ConfigError
+from deepworks.errors import CheckpointError, ConfigError
 from deepworks.models import create_model
 from deepworks.models.rbm import RBM
 from deepworks.run import train
@@ -131,3 +132,24 @@ def test_dbn_trains_through_run_train(tmp_path):
         assert len(json.loads(history.read_text())) == 3
     saved = (run.dir / "config.yaml").read_text()
     assert "pretrain_epochs: 3" in saved
+
+
+def test_a_run_stopped_during_pretraining_resumes_it(tmp_path):
+    config = {
+        "name": "dbn",
+        "data": {"name": "digits", "scale": "none"},
+        "model": {"name": "dbn", "hidden": [32], "pretrain_epochs": 1},
+        "task": {"name": "classification"},
+        "train": {"epochs": 1, "batch_size": 64},
+    }
+    run = train(config, out=tmp_path, progress=False)
+    shutil.rmtree(run.dir / "checkpoints")  # as if killed before fine-tuning wrote one
+    (run.dir / "metrics.json").unlink()
+    lines = []
+    resumed = train(resume=run.dir, progress=False, warn=lines.append)
+    assert resumed.dir == run.dir and (run.dir / "metrics.json").is_file()
+    assert any("continuing the pretraining" in line for line in lines)
+    shutil.rmtree(run.dir / "pretrain")
+    shutil.rmtree(run.dir / "checkpoints")
+    with pytest.raises(CheckpointError, match="no valid checkpoint"):
+        train(resume=run.dir, progress=False)
