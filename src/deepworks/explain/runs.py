@@ -151,7 +151,8 @@ def resolve_target(run: Loaded, target: str, labels: torch.Tensor | None) -> tor
 
 def context_for(run: Loaded, labels: torch.Tensor | None, seed: int) -> Context:
     """Background (up to 512 training inputs, seeded), labels, output kind and seed."""
-    x, _ = _split_tensors(run.data.train, None)
+    train = run.data.train
+    x, _ = _split_tensors(train, None if hasattr(train, "x") else 512)  # lazy: read 512 files
     pick = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:512]
     return Context(background=x[pick], labels=labels, regression=run.regression, seed=seed)
 
@@ -358,7 +359,8 @@ def sanity_run(
             indent=1,
         ),
     }  # fmt: skip
-    return _write(_out_dir(run, f"sanity_{method}", out), files, lines)
+    name = f"sanity_{method}" if mode == "cascading" else f"sanity_{method}_{mode}"
+    return _write(_out_dir(run, name, out), files, lines)
 
 
 def visualize_run(
@@ -395,7 +397,7 @@ def visualize_run(
     x, _ = _split_tensors(run.data.train, 2048)
     if not x.is_floating_point():
         raise ConfigError("activation maximization needs real-valued inputs, not token ids")
-    bounds = (x.min(), x.max())  # stay within the range of the training inputs
+    bounds = (x.min(0).values, x.max(0).values)  # each value within its training range
     try:
         vis = activation_maximization(
             run.model, shape, targets, layer, bounds=bounds, seed=seed, **options

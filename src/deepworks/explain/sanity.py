@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import copy
 import math
+import warnings
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -99,7 +100,9 @@ def rank_correlation(a: torch.Tensor, b: torch.Tensor, absolute: bool = True) ->
     rhos = []
     for u, v in zip(a.flatten(1), b.flatten(1), strict=True):
         u, v = (u.abs(), v.abs()) if absolute else (u, v)
-        rho = spearmanr(u.cpu().numpy(), v.cpu().numpy()).statistic
+        with warnings.catch_warnings():  # a constant map (e.g. an all-zero Grad-CAM): rho = 0
+            warnings.simplefilter("ignore")
+            rho = spearmanr(u.cpu().numpy(), v.cpu().numpy()).statistic
         rhos.append(0.0 if not np.isfinite(rho) else float(rho))
     return rhos
 
