@@ -41,7 +41,7 @@ def explain(
         None,
         help="Reference input of ig, deeplift, occlusion, kernel_shap, lime: zeros, mean, blur",
     ),
-    steps: int = typer.Option(None, help="Integration steps of ig (default 64)"),
+    steps: int = typer.Option(None, help="Integration steps of ig (default 128)"),
     option: list[str] = typer.Option(
         None, "--option", "-o", help="A method option KEY=VALUE, e.g. -o samples=50 (repeatable)"
     ),
