@@ -233,7 +233,7 @@ def test_a_conditional_run_writes_metrics_samples_and_report(tmp_path):
 
     config = {
         "name": "cgan",
-        "data": {"name": "digits", "as_image": True, "scale": "none"},
+        "data": {"name": "digits", "as_image": True, "scale": "none", "classes": [0, 1, 2]},
         "model": {"name": "gan", "channels": [16, 8], "latent_dim": 8, "conditional": True},
         "task": {"name": "gan", "label_smoothing": 0.1},
         "train": {"epochs": 2, "batch_size": 256, "progress": False},
@@ -249,8 +249,8 @@ def test_a_conditional_run_writes_metrics_samples_and_report(tmp_path):
     samples = sorted(p.name for p in (run.dir / "samples").iterdir())
     assert samples == ["epoch-000.npy", "epoch-001.npy", "final.npz"]
     final = np.load(run.dir / "samples" / "final.npz")
-    assert final["grid"].shape == (100, 1, 8, 8)
-    assert final["labels"].tolist() == np.repeat(np.arange(10), 10).tolist()
+    assert final["grid"].shape == (30, 1, 8, 8)  # one row of ten per class
+    assert final["labels"].tolist() == np.repeat(np.arange(3), 10).tolist()
     assert final["grid"].min() >= 0 and final["grid"].max() <= 1
     html = (run.dir / "report.html").read_text()
     for anchor in ("gan-training", "gan-progress", "gan-samples", "gan-quality"):

@@ -251,6 +251,8 @@ def _samples(run: RunFiles, split: str) -> str:
     if lerp is not None and _as_images(lerp) is not None:
         fig = sample_grid(_as_images(lerp), 10, vrange)
         caption = "Latent walks: each row decodes z moving in a straight line between two draws"
+        if labels.size and labels.min() >= 0:
+            caption += " (conditional: row r keeps class r)"
         out.append(figure(plots.fig_to_data_uri(fig), "latent interpolation", caption))
     return f'<div class="figs">{"".join(out)}</div>'
 

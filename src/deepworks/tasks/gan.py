@@ -372,8 +372,8 @@ class GANTask(Task):
             return metrics, details, preds
         labels = y if self.conditional else None
         quality = sample_quality(fake, labels, real, ref, self._real_reference(len(real)))
-        metrics |= quality
         details["quality"] = quality
+        metrics = quality | metrics  # sample quality first: the report's headline cards
         return metrics, details, preds
 
     def _reference(self):
