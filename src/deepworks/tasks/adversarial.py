@@ -26,10 +26,10 @@ its running statistics and is not updated by the attack's forward passes; no dro
 the TRADES reference code, then take the training step in train mode. Random starts draw from
 the global RNG, which checkpoints save and restore, so a resumed run continues exactly.
 
-Everything else is the classification task's: metrics, predictions and the report. The full
-evaluations (the test split, the final validation) add the PGD robust accuracy at each
-``eval_eps`` (``test/robust_accuracy@0.1``), and :meth:`save_pictures` writes the
-robust-accuracy-vs-eps curve of the test split to ``robustness.json`` for the report.
+Everything else is the classification task's: metrics, predictions and the report. The test
+metrics add the PGD robust accuracy at each ``eval_eps`` (``test/robust_accuracy@0.1``), and
+:meth:`save_pictures` writes the robust-accuracy-vs-eps curve of the test split to
+``robustness.json`` for the report.
 Attacks act in the raw input space (see :mod:`deepworks.robust.common`): with ``data.scale:
 none`` the digits' pixels are in [0, 1] and eps = 0.1 is a tenth of the full intensity range.
 """
@@ -53,8 +53,8 @@ from deepworks.registry import register_task
 from deepworks.robust.common import (
     InputSpaceModel,
     check_eps,
+    clean_accuracy,
     eval_mode,
-    robustness_curve,
     run_attack,
 )
 from deepworks.robust.pgd import PGD
@@ -71,14 +71,16 @@ class AdversarialClassification(Classification):
         steps: PGD steps per training batch.
         clip_min: Smallest valid raw input (default: the training inputs' minimum).
         clip_max: Largest valid raw input (default: the training inputs' maximum).
-        eval_eps: Budgets of the robust accuracy reported by full evaluations (default: [eps]).
+        eval_eps: Budgets of the robust accuracy reported for the test split (default: [eps]).
         eval_steps: PGD steps of that evaluation (and of the robustness curve).
         curve_eps: Budgets of the robustness curve written for the report (0 = clean).
         curve_samples: Test samples the curve is measured on (the first ones).
         top_k: Report top-k accuracy for these k (when k < number of classes).
     """
 
-    losses = ("cross_entropy",)
+    #: Empty on the class, so that a loss's home task (the first task whose class lists it) stays
+    #: classification; each instance allows only the cross-entropy, the loss PGD maximizes.
+    losses: tuple[str, ...] = ()
 
     def __init__(
         self,
@@ -94,6 +96,7 @@ class AdversarialClassification(Classification):
         top_k: list[int] | tuple[int, ...] = (3, 5),
     ):
         super().__init__(top_k)
+        self.losses = ("cross_entropy",)
         if steps < 1 or eval_steps < 1:
             raise ConfigError("task: steps and eval_steps must be at least 1")
         self.eps, self.steps = float(eps), int(steps)
@@ -106,6 +109,7 @@ class AdversarialClassification(Classification):
         self._model: nn.Module | None = None
         self._wrapped: InputSpaceModel | None = None
         self._splits: dict[str, Split] = {}
+        self._robust: dict[tuple, float] = {}
 
     # --- set-up -----------------------------------------------------------------------------
     def setup(self, data: DataBundle, loss: LossConfig, device: torch.device, model=None) -> None:
@@ -133,7 +137,8 @@ class AdversarialClassification(Classification):
             except ConfigError as exc:
                 raise ConfigError(f"task.{name}: {exc}") from exc
         self._model = model
-        self._splits = {k: s for k in ("val", "test") if isinstance(s := getattr(data, k), Split)}
+        self._splits = {"test": data.test} if isinstance(data.test, Split) else {}
+        self._robust: dict[tuple, float] = {}
         self.attack = PGD(self.eps, self.clip_min, self.clip_max, self.steps, self.alpha)
 
     def state(self) -> dict:
@@ -164,45 +169,48 @@ class AdversarialClassification(Classification):
     # --- evaluation ---------------------------------------------------------------------------
     def evaluate(self, outputs, y, full=True):
         metrics, details, preds = super().evaluate(outputs, y, full)
-        split = self._split_of(y) if full else None
-        if split is not None and self._model is not None:
-            wrapped = self.input_space(self._model)
-            x = self.to_raw(split.x)
+        test = self._splits.get("test")
+        if full and test is not None and self._model is not None and self._is(test, y):
             for eps in self.eval_eps:
-                attack = PGD(eps, self.clip_min, self.clip_max, self.eval_steps)
-                out = run_attack(wrapped, x, split.y, attack, batch_size=256, seed=0)
-                robust = (out["clean_pred"] == split.y) & (out["adv_pred"] == split.y)
-                metrics[f"robust_accuracy@{eps:g}"] = float(robust.float().mean())
+                metrics[f"robust_accuracy@{eps:g}"] = self.robust_accuracy(self._model, test, eps)
         return metrics, details, preds
 
-    def _split_of(self, y: torch.Tensor) -> Split | None:
-        """The held-out split whose targets ``y`` are (evaluate sees outputs and targets only)."""
-        y = y.cpu()
-        for split in self._splits.values():
-            if len(split.y) == len(y) and torch.equal(split.y.cpu(), y):
-                return split
-        return None
+    @staticmethod
+    def _is(split: Split, y: torch.Tensor) -> bool:
+        """Whether ``y`` are the targets of ``split`` (evaluate sees outputs and targets only)."""
+        return len(split.y) == len(y) and torch.equal(split.y.cpu(), y.cpu())
+
+    def robust_accuracy(self, model: nn.Module, split: Split, eps: float, n: int | None = None):
+        """PGD-``eval_steps`` robust accuracy of the first n samples of ``split`` at ``eps``.
+
+        Remembered for the current weights, so the robustness curve reuses the test metrics."""
+        n = len(split) if n is None else min(n, len(split))
+        weights = float(sum(p.detach().double().sum() for p in model.parameters()))
+        key = (id(split), n, float(eps), weights)
+        if key not in self._robust:
+            x, y = self.to_raw(split.x[:n]), split.y[:n]
+            if eps == 0:
+                acc = clean_accuracy(self.input_space(model), x, y)
+            else:
+                attack = PGD(eps, self.clip_min, self.clip_max, self.eval_steps)
+                out = run_attack(self.input_space(model), x, y, attack, batch_size=256, seed=0)
+                acc = float(((out["clean_pred"] == y) & (out["adv_pred"] == y)).float().mean())
+            self._robust[key] = acc
+        return self._robust[key]
 
     def save_pictures(self, model: nn.Module, data: DataBundle, run_dir) -> None:
         """``robustness.json``: PGD robust accuracy vs eps on the test split, for the report."""
         split = data.test if isinstance(data.test, Split) else None
         if split is None or run_dir is None:
             return
+        split = self._splits.get("test", split)  # the same object as in evaluate: reuse
         largest = self.clip_max - self.clip_min
-        eps = [e for e in self.curve_eps if 0 <= e <= largest]
         n = min(len(split), self.curve_samples)
-        x, y = self.to_raw(split.x[:n]), split.y[:n]
-        curve = robustness_curve(
-            self.input_space(model),
-            x,
-            y,
-            "pgd",
-            eps,
-            256,
-            self.clip_min,
-            self.clip_max,
-            steps=self.eval_steps,
-        )
+        curve = [
+            {"eps": e, "accuracy": self.robust_accuracy(model, split, e, n)}
+            for e in self.curve_eps
+            if 0 <= e <= largest
+        ]
         info = {
             "task": self.name,
             "attack": "pgd",
@@ -228,7 +236,7 @@ class AdversarialTraining(AdversarialClassification):
         mix: Weight of the clean loss: (1 - mix) * CE(adversarial) + mix * CE(clean).
         clip_min: Smallest valid raw input (default: the training inputs' minimum).
         clip_max: Largest valid raw input (default: the training inputs' maximum).
-        eval_eps: Budgets of the robust accuracy reported by full evaluations (default: [eps]).
+        eval_eps: Budgets of the robust accuracy reported for the test split (default: [eps]).
         eval_steps: PGD steps of that evaluation (and of the robustness curve).
         curve_eps: Budgets of the robustness curve written for the report (0 = clean).
         curve_samples: Test samples the curve is measured on (the first ones).
@@ -303,7 +311,7 @@ class TRADES(AdversarialClassification):
         steps: Steps of the KL maximization per training batch.
         clip_min: Smallest valid raw input (default: the training inputs' minimum).
         clip_max: Largest valid raw input (default: the training inputs' maximum).
-        eval_eps: Budgets of the robust accuracy reported by full evaluations (default: [eps]).
+        eval_eps: Budgets of the robust accuracy reported for the test split (default: [eps]).
         eval_steps: PGD steps of that evaluation (and of the robustness curve).
         curve_eps: Budgets of the robustness curve written for the report (0 = clean).
         curve_samples: Test samples the curve is measured on (the first ones).
