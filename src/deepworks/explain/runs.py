@@ -191,6 +191,14 @@ def _feature_names(run: Loaded, width: int) -> list[str]:
     return list(names) if names and len(names) == width else [f"x{j}" for j in range(width)]
 
 
+def _name(run: Loaded, k: Any) -> str:
+    """A class as "1 (benign)" when the run has class names; values and bare numbers as is."""
+    names = run.info.get("class_names") or run.data.class_names
+    if run.regression or not names or not isinstance(k, int) or str(k) == str(names[k]):
+        return str(k)
+    return f"{k} ({names[k]})"
+
+
 def _fmt(v: float) -> str:
     return f"{v:.4g}"
 
@@ -246,14 +254,15 @@ def _per_input_files(run, result: Attribution, x, labels, ids, pred, prob, files
         if result.delta is not None:
             row["completeness_gap"] = f"{float(result.delta[i]):.3g}"
         rows.append(row)
-        true = f"true {row['true']}, " if "true" in row else ""
+        true = f"true {_name(run, row['true'])}, " if "true" in row else ""
         p = f" (p {row['prob']:.2f})" if "prob" in row else ""
         gap = f", completeness gap {row['completeness_gap']}" if "completeness_gap" in row else ""
         lines.append(
-            f"{ids[i]}: {true}predicted {row['pred']}{p}, target {row['target']}, "
+            f"{ids[i]}: {true}predicted {_name(run, row['pred'])}{p}, "
+            f"target {_name(run, row['target'])}, "
             f"sum of attributions {row['attribution_sum']}{gap}"
         )
-        titles.append(f"{true}pred {row['pred']}".replace(", ", "\n"))
+        titles.append(f"{true}pred {_name(run, row['pred'])}".replace(", ", "\n"))
     files["summary.csv"] = _csv(rows)
     if x.ndim == 4:
         images = overlay.unscale(x.cpu().numpy(), run.info.get("scaler"))
