@@ -239,7 +239,8 @@ class Autoencoder(Task):
                 ((denoised - x) ** 2).flatten(1).mean(1),
                 self.per_sample_loss(d_logits, denoised, x),
             ]
-        return torch.cat([torch.stack(cols, 1), z, recon.flatten(1)], dim=1)
+        # float32 throughout: under bf16 autocast the code and reconstruction come out in bf16
+        return torch.cat([torch.stack(cols, 1).float(), z.float(), recon.flatten(1).float()], 1)
 
     def unpack(self, outputs: torch.Tensor) -> dict[str, torch.Tensor]:
         """The gathered ``eval_step`` columns by name."""
