@@ -317,3 +317,32 @@ def test_anomaly_run_report_shows_scores_curves_and_threshold(tmp_path):
     html = (run.dir / "report.html").read_text()
     for title in ("Anomaly scores", "ROC and precision-recall", "Reconstructions", "Latent space"):
         assert title in html
+
+
+def test_denoising_anomaly_run_resumes_exactly(tmp_path, cancer_normal):
+    """Stopped mid-epoch and resumed, a denoising run ends with the same weights (the noise
+    comes from the generators a checkpoint restores) and the same threshold."""
+
+    def task():
+        return AnomalyDetection(normal=[1], noise={"kind": "gaussian", "amount": 0.3})
+
+    settings = {"epochs": 2, "batch_size": 32, "progress": False, "device": "cpu"}
+    full_trainer = Trainer(checkpoint=None, **settings)
+    full = full_trainer.fit(ae(30, latent_dim=4), cancer_normal, task())
+    ckpt = {"every_n_steps": 1, "every_n_epochs": None, "save_best": False, "keep_last": 1}
+    Trainer(max_steps=10, run_dir=tmp_path, checkpoint=ckpt, **settings).fit(
+        ae(30, latent_dim=4), cancer_normal, task()
+    )
+    second = Trainer(run_dir=tmp_path, checkpoint=ckpt, **settings)
+    resumed_task = task()
+    resumed = second.fit(
+        ae(30, seed=1, latent_dim=4),
+        cancer_normal,
+        resumed_task,
+        resume=tmp_path / "checkpoints" / "last",
+    )
+    expected = full.model.state_dict()
+    for name, value in resumed.model.state_dict().items():
+        torch.testing.assert_close(value, expected[name], rtol=0, atol=0, msg=name)
+    assert resumed_task.threshold == full_trainer.task.threshold
+    assert resumed.history[-1]["val/roc_auc"] == full.history[-1]["val/roc_auc"]
