@@ -27,6 +27,7 @@ out = Console(highlight=False, soft_wrap=True)
 
 from deepworks.cli import (  # noqa: E402, F401
     attack,
+    audit,
     checkpoint,
     crossval,
     embed,

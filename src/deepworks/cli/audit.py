@@ -1,0 +1,1 @@
+"""deepworks.cli.audit"""
