@@ -32,6 +32,8 @@ tensor per batch (``eval_step``), which ``evaluate`` and ``predict`` unpack.
 
 from __future__ import annotations
 
+import io
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -44,6 +46,7 @@ from deepworks.data.bundle import DataBundle, Split
 from deepworks.errors import ConfigError
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
+from deepworks.utils import atomic_write_bytes
 
 NOISE_KINDS = ("gaussian", "masking", "salt_pepper")
 EVAL_NOISE_SEED = 1234  # evaluation noise is the same in every epoch and run
@@ -300,26 +303,17 @@ class Autoencoder(Task):
         split = data.test or data.val
         if run_dir is None or not isinstance(split, Split) or not len(split):
             return
-        from pathlib import Path
-
         device = next(model.parameters()).device
         x = split.x[:N_PICTURES].to(device)
         model.eval()
-        arrays = {"x": x, "reconstruction": model(x), "y": split.y[:N_PICTURES]}
+        arrays = {"x": x, "reconstruction": model(x).float(), "y": split.y[:N_PICTURES]}
         if self.noise:
             g = torch.Generator(device=device).manual_seed(EVAL_NOISE_SEED)
             arrays["noisy"] = self.corrupt(x, g)
-            arrays["denoised"] = model(arrays["noisy"])
-        np.savez_compressed(
-            Path(run_dir) / "reconstructions.npz",
-            **{
-                k: v.float().cpu().numpy() if v.is_floating_point() else v.cpu().numpy()
-                for k, v in arrays.items()
-            },
-        )
-
-
-THRESHOLD_POLICIES = ("quantile", "best_f1", "value")
+            arrays["denoised"] = model(arrays["noisy"]).float()
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **{k: v.cpu().numpy() for k, v in arrays.items()})
+        atomic_write_bytes(Path(run_dir) / "reconstructions.npz", buf.getvalue())
 
 
 @register_task("anomaly_detection")
