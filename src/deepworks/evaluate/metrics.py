@@ -26,6 +26,9 @@ HIGHER_IS_BETTER = (
     "ap50",
     "exact_match",
     "bleu",
+    "pr_auc",
+    "elbo",
+    "log_likelihood",
 )
 
 
