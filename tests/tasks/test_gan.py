@@ -21,7 +21,7 @@ from deepworks.train.trainer import Trainer
 FAST = {"progress": False, "checkpoint": None, "device": "cpu"}
 
 
-def toy_images(n: int = 48, seed: int = 0, val: bool = True) -> DataBundle:
+def toy_images(val: bool = True, n: int = 48, seed: int = 0) -> DataBundle:
     """n random 1x8x8 'images' in [0, 1] with 3 classes (a brighter row per class)."""
     g = torch.Generator().manual_seed(seed)
     y = torch.arange(n) % 3
@@ -119,6 +119,7 @@ def test_n_critic_steps_the_generator_once_per_n_discriminator_steps():
     [
         {"loss": "wgan_gp", "n_critic": 3},
         {"loss": "bce", "n_critic": 2, "label_smoothing": 0.1, "instance_noise": 0.3},
+        {"loss": "hinge"},
     ],
 )
 def test_stop_and_resume_continues_both_players_exactly(tmp_path, task_kwargs):
@@ -152,6 +153,15 @@ def test_stop_and_resume_continues_both_players_exactly(tmp_path, task_kwargs):
             for key in a[k]:
                 torch.testing.assert_close(a[k][key], b[k][key], rtol=0, atol=0)
     assert resumed.history[-1]["train/g_loss"] == full.history[-1]["train/g_loss"]
+
+
+def test_instance_noise_anneals_linearly_to_zero_over_the_planned_steps():
+    task = GANTask(instance_noise=0.2)
+    Trainer(epochs=3, batch_size=8, max_steps=2, **FAST).fit(tiny_gan(), toy_images(False), task)
+    assert task.planned_steps == 18  # 6 batches x 3 epochs, whatever max_steps stops at
+    assert task.noise_std() == pytest.approx(0.2 * (1 - 2 / 18))
+    task.steps = 18
+    assert task.noise_std() == 0.0
 
 
 # --- divergence ---

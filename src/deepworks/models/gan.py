@@ -104,7 +104,8 @@ class Discriminator(nn.Module):
 
 @register_model("gan")
 class GAN(Model):
-    """A generator and a discriminator; ``forward(x, y)`` is the discriminator's score.
+    """Generative adversarial network (DCGAN or MLP, optionally class-conditional): a generator
+    and a discriminator; ``forward(x, y)`` is the discriminator's score.
 
     Args:
         in_features: Values per sample (flat data; set from the data).

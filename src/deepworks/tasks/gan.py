@@ -113,7 +113,8 @@ def gradient_penalty(
 
 @register_task("gan")
 class GANTask(Task):
-    """Train a ``gan`` model's generator and discriminator against each other.
+    """Adversarial training of a ``gan`` model (bce, hinge or WGAN-GP; n_critic, label
+    smoothing, instance noise, divergence stops).
 
     Args:
         loss: "bce" (non-saturating GAN), "hinge" or "wgan_gp".
