@@ -31,6 +31,17 @@ HEADLINE = (
     "bleu",
     "token_accuracy",
     "masked_accuracy",
+    "pr_auc",
+    "f1",
+    "mse",
+    "noisy_mse",
+    "denoised_mse",
+    "elbo",
+    "fid",
+    "fid_noise",
+    "class_accuracy",
+    "recon_error",
+    "pseudo_log_likelihood",
 )
 
 

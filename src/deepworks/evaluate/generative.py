@@ -50,7 +50,7 @@ class ReferenceClassifier(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.head(self.body(x))
 
-    def fit(self, x: torch.Tensor, y: torch.Tensor, steps: int = 400, seed: int = 0):
+    def fit(self, x: torch.Tensor, y: torch.Tensor, steps: int = 200, seed: int = 0):
         with torch.random.fork_rng(devices=[]):  # leaves the training run's RNG untouched
             torch.manual_seed(seed)
             for m in self.modules():

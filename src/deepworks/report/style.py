@@ -84,6 +84,8 @@ def fig_to_data_uri(fig: Figure, dpi: int = DPI) -> str:
 def lower_is_better(metric: str) -> bool:
     """Whether a smaller value of ``metric`` (e.g. ``val/loss``, ``val/mse``) is better."""
     name = metric.rsplit("/", 1)[-1].lower()
+    if name == "fid" or name.startswith("fid_"):  # Fréchet distances (not "confidence")
+        return True
     return any(part in name for part in LOWER_IS_BETTER)
 
 
