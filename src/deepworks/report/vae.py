@@ -68,12 +68,14 @@ def _as_images(a: np.ndarray) -> np.ndarray | None:
     return None
 
 
-def _value_range(*arrays: np.ndarray) -> tuple[float, float]:
-    """One grey scale for a whole figure: [0, 1] when the values lie in it, else their range."""
-    lo = min(float(np.nanmin(a)) for a in arrays)
-    hi = max(float(np.nanmax(a)) for a in arrays)
-    if lo >= 0 and hi <= 1:
-        return 0.0, 1.0
+def _value_range(pics: dict[str, np.ndarray], *arrays: np.ndarray) -> tuple[float, float]:
+    """One grey scale for a whole figure: the training data's range when saved (samples of a
+    Gaussian decoder overshoot it a little and are clipped), else the values' own range."""
+    if "value_range" in pics and pics["value_range"].shape == (2,):
+        lo, hi = (float(v) for v in pics["value_range"])
+    else:
+        lo = min(float(np.nanmin(a)) for a in arrays)
+        hi = max(float(np.nanmax(a)) for a in arrays)
     return lo, hi if hi > lo else lo + 1
 
 
@@ -146,7 +148,7 @@ def _samples(pics: dict[str, np.ndarray], names: list[str] | None) -> str:
         grid = samples[: (n // cols) * cols].reshape(-1, cols, *samples.shape[1:])
         rows = None
         caption = f"{len(grid) * cols} samples: z ~ N(0, I), decoded to the mean image"
-    fig = image_table(grid, rows, vrange=_value_range(samples))
+    fig = image_table(grid, rows, vrange=_value_range(pics, samples))
     return figure(plots.fig_to_data_uri(fig), "samples from the prior", caption)
 
 
@@ -160,7 +162,7 @@ def _interpolation(pics: dict[str, np.ndarray], run: RunFiles) -> str:
     if ends is not None and len(ends) == len(frames):  # the real images at both ends
         frames = np.concatenate([ends[:, :1], frames, ends[:, 1:]], axis=1)
         cols = ["image A", *cols, "image B"]
-    fig = image_table(frames, col_labels=cols, vrange=_value_range(frames))
+    fig = image_table(frames, col_labels=cols, vrange=_value_range(pics, frames))
     conditional = "sample_labels" in pics
     how = (
         "two test images of the same class (the class fixed, z morphs the style)"
@@ -186,7 +188,7 @@ def _reconstructions(pics: dict[str, np.ndarray], split: str) -> str:
     for start in range(0, n - n % cols, cols):
         rows_of_pairs += [originals[start : start + cols], recons[start : start + cols]]
         labels += ["input", "recon"]
-    fig = image_table(np.stack(rows_of_pairs), labels, vrange=_value_range(originals, recons))
+    fig = image_table(np.stack(rows_of_pairs), labels, vrange=_value_range(pics, originals, recons))
     caption = (
         f"The first {n} {split} images (input) and the decoder's mean at z = μ(x) (recon): what "
         "an image keeps after passing through the latent code"

@@ -289,6 +289,8 @@ class VAETask(Task):
         device = next(model.parameters()).device
         g = self._generator(device)
         arrays: dict[str, np.ndarray] = {}
+        if isinstance(data.train, Split) and len(data.train):  # the grey scale of the pictures
+            arrays["value_range"] = np.array([data.train.x.min(), data.train.x.max()])
         labels = None
         if self.conditional:  # row c of the grid: ten samples of class c
             labels = torch.arange(data.num_classes, device=device).repeat_interleave(10)
