@@ -39,14 +39,14 @@ def regression_run(tmp_path_factory):
 
 def test_attack_prints_and_writes_the_figures(cli, digits_run):
     rc, out, err = cli(
-        "attack", digits_run, "--method", "pgd", "--eps", "0.05,0.2", "--steps", "5", "-q"
+        "attack", digits_run, "--method", "pgd", "--eps", "0.05,0.2", "--steps", "5", "--n", "120"
     )
     assert rc == 0, err
     folder = digits_run / "attacks" / "pgd"
     report = json.loads((folder / "results.json").read_text())
     assert report["clip"] == pytest.approx([0.0, 1.0])  # digits pixels, not standardized units
     rows = {r["eps"]: r for r in report["results"]}
-    assert set(rows) == {0.05, 0.2} and report["samples"] == 359
+    assert set(rows) == {0.05, 0.2} and report["samples"] == 120
     clean = rows[0.05]["clean_accuracy"]
     assert clean > 0.8
     assert clean >= rows[0.05]["robust_accuracy"] >= rows[0.2]["robust_accuracy"]
@@ -56,13 +56,16 @@ def test_attack_prints_and_writes_the_figures(cli, digits_run):
     lines = (folder / "results.csv").read_text().splitlines()
     assert lines[0].startswith("eps,clean_accuracy,robust_accuracy") and len(lines) == 3
     assert (folder / "examples.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    report_html = (digits_run / "report.html").read_text()  # rewritten with the new section
+    assert "Adversarial robustness" in report_html and "PGD-5, deepworks attack" in report_html
     # the same figure from the Python API, on the same split and in the same input space
     cfg, model, _ = load_run(digits_run)
     data = build_data(cfg)
     info = json.loads((digits_run / "data.json").read_text())
-    x = data.test.x * torch_tensor(info["scaler"]["scale"]) + torch_tensor(info["scaler"]["shift"])
+    scale, shift = (torch_tensor(info["scaler"][k]) for k in ("scale", "shift"))
+    x, y = data.test.x[:120] * scale + shift, data.test.y[:120]
     space = InputSpaceModel(model, info["scaler"])
-    expected = robust_accuracy(space, x, data.test.y, "pgd", 0.2, steps=5, seed=0)
+    expected = robust_accuracy(space, x, y, "pgd", 0.2, steps=5, seed=0)
     assert rows[0.2]["robust_accuracy"] == pytest.approx(expected, abs=1e-9)
 
 
@@ -93,6 +96,7 @@ def test_fgsm_on_a_few_samples_into_another_folder(cli, digits_run, tmp_path):
         (["--eps", "0.1,big"], "--eps '0.1,big': give numbers separated by commas"),
         (["--split", "dev"], "--split 'dev': choose test, val or train"),
         (["--method", "pgd", "--norm", "l3"], "'l3' is not a norm PGD takes"),
+        (["--method", "fgsm", "--steps", "5"], "--steps: the fgsm attack has no steps option"),
     ],
 )
 def test_bad_inputs_are_one_line_and_write_nothing(cli, digits_run, snapshot, args, message):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import json
+from types import SimpleNamespace
 
 import pytest
 import torch
@@ -16,6 +17,7 @@ from deepworks.data.bundle import DataBundle, Split
 from deepworks.data.pipeline import load_dataset
 from deepworks.errors import ConfigError
 from deepworks.registry import TASKS
+from deepworks.report.robustness import sections
 from deepworks.tasks.adversarial import trades_loss
 from deepworks.train.callbacks import Callback
 from deepworks.train.trainer import Trainer
@@ -196,6 +198,10 @@ def test_test_metrics_add_robust_accuracy_and_the_curve(tmp_path):
     assert curve[0.0] == pytest.approx(clean)
     assert curve[0.1] == pytest.approx(metrics["test/robust_accuracy@0.1"])
     assert curve[0.3] <= curve[0.1]
+    # the report draws it
+    (anchor, title, html), *_ = sections(SimpleNamespace(run_dir=tmp_path), "test")
+    assert anchor == "robustness" and "PGD-5, measured after training" in html
+    assert html.count("<img") == 1
 
 
 def test_config_errors_name_the_key_and_the_range():

@@ -55,7 +55,7 @@ def _curves(run_dir: Path) -> list[tuple[str, list[float], list[float], Path | N
     curves = []
     task = _read(run_dir / "robustness.json")
     if task and task.get("curve"):
-        label = f"PGD-{task.get('steps', '')} ({task.get('task', 'training')} model)"
+        label = f"PGD-{task.get('steps', '')}, measured after training"
         points = [(p["eps"], p["accuracy"]) for p in task["curve"]]
         curves.append((label, [e for e, _ in points], [a for _, a in points], None))
     for results in sorted((run_dir / "attacks").glob("*/results.json")):
@@ -66,7 +66,8 @@ def _curves(run_dir: Path) -> list[tuple[str, list[float], list[float], Path | N
         eps = [0.0] + [r["eps"] for r in rows]
         acc = [rows[0]["clean_accuracy"]] + [r["robust_accuracy"] for r in rows]
         steps = res.get("options", {}).get("steps")
-        label = f"{res.get('method', results.parent.name)}{f'-{steps}' if steps else ''} attack"
+        method = str(res.get("method", results.parent.name)).upper()
+        label = f"{method}{f'-{steps}' if steps else ''}, deepworks attack"
         curves.append((label, eps, acc, results.parent / "examples.png"))
     return curves
 

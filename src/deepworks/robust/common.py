@@ -45,7 +45,6 @@ class Attack:
 
     name = "attack"
     norm = "linf"  # "linf" or "l2": how eps is measured
-    uses_gradients = True
 
     def __init__(self, eps: float, clip_min: float = 0.0, clip_max: float = 1.0):
         self.eps = float(eps)
@@ -86,10 +85,8 @@ class Attack:
         if self.norm == "linf":
             delta = delta.clamp(-self.eps, self.eps)
         else:  # shrink deltas longer than eps onto the sphere
-            norms = flat_norm(delta)
-            delta = delta * torch.clamp(self.eps / (norms + 1e-12), max=1.0).view(
-                -1, *[1] * (x.ndim - 1)
-            )
+            factor = torch.clamp(self.eps / (flat_norm(delta) + 1e-12), max=1.0)  # (B,)
+            delta = delta * factor.view(-1, *[1] * (x.ndim - 1))
         return (x + delta).clamp(self.clip_min, self.clip_max)
 
 

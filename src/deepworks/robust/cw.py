@@ -12,9 +12,11 @@ by optimizing an unconstrained w with
 
     x' = clip_min + (clip_max - clip_min) * (tanh(w) + 1) / 2,
 
-with Adam. The constant c trades distance against success; a per-sample binary search over c
-(``search_steps`` rounds of ``steps`` Adam steps) finds the smallest c that still succeeds, and
-the attack keeps the closest adversarial example seen. Where none was found, x is returned.
+with Adam (learning rate 0.05 by default: the paper's 0.01 needs thousands of steps to move
+pixels that sit at the ends of the range, where tanh is flat). The constant c trades distance
+against success; a per-sample binary search over c (``search_steps`` rounds of ``steps`` Adam
+steps) finds the smallest c that still succeeds, and the attack keeps the closest adversarial
+example seen. Where none was found, x is returned.
 
 ``eps`` turns the minimal perturbation into a threat model: an adversarial example with
 ||delta||_2 > eps is not allowed, and x is returned instead (eps = largest allowed distance; the
@@ -102,9 +104,9 @@ class CarliniWagnerL2(Attack):
                 loss.backward()
                 optimizer.step()
                 with torch.no_grad():  # keep the closest success (checked before the step)
-                    success = margin(logits, y) <= -self.kappa
-                    if self.kappa == 0:
-                        success = logits.argmax(1) != y
+                    success = (
+                        margin(logits, y) < -self.kappa if self.kappa else logits.argmax(1) != y
+                    )
                     closer = success & (l2_sq.sqrt() < best_l2)
                     best_l2 = torch.where(closer, l2_sq.sqrt(), best_l2)
                     best_adv[closer] = x_adv.detach()[closer]

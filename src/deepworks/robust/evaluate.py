@@ -77,8 +77,8 @@ def attack_run(
         clip_min: Smallest valid raw input (default: the training inputs' minimum).
         clip_max: Largest valid raw input (default: the training inputs' maximum).
         which: Checkpoint to load: best or last.
-        options: The attack's own options, e.g. ``{"steps": 20}`` (only those it takes are
-            passed on; see ``deepworks list attacks``).
+        options: The attack's own options, e.g. ``{"steps": 20}``; None values are left out,
+            an option the attack does not take is an error.
         on_progress: Called as ``on_progress(eps_label, done, total)`` after each batch.
 
     Returns:
@@ -99,7 +99,15 @@ def attack_run(
     info = json.loads((run_dir / "data.json").read_text())
     require_classes(info.get("task_type"), where=f"{run_dir}")
     accepted, _ = accepted_kwargs(factory)
-    kwargs = {k: v for k, v in (options or {}).items() if v is not None and k in accepted}
+    given = {k: v for k, v in (options or {}).items() if v is not None}
+    for key in given:
+        if key not in accepted:
+            takes = [k for k in accepted if k not in ("eps", "clip_min", "clip_max")]
+            raise ConfigError(
+                f"--{key}: the {method} attack has no {key} option "
+                f"(its options: {', '.join(takes) or 'none'})"
+            )
+    kwargs = given
 
     data = build_data(cfg)
     part = getattr(data, split)
@@ -198,8 +206,8 @@ def _examples_png(x, y, res, eps: float, lo: float, hi: float, names) -> bytes:
     from deepworks.report.robustness import examples_figure
 
     flipped = ((res["clean_pred"] == y) & (res["adv_pred"] != y)).nonzero().squeeze(1).tolist()
-    rest = [i for i in range(len(y)) if i not in set(flipped)]
-    idx = (flipped + rest)[:EXAMPLES]
+    chosen = set(flipped[:EXAMPLES])
+    idx = (flipped + [i for i in range(min(len(y), 2 * EXAMPLES)) if i not in chosen])[:EXAMPLES]
     fig = examples_figure(
         x[idx].numpy(),
         res["x_adv"][idx].numpy(),

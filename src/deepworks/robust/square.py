@@ -56,7 +56,6 @@ class SquareAttack(Attack):
 
     name = "square"
     norm = "linf"
-    uses_gradients = False
 
     def __init__(
         self,
