@@ -188,6 +188,9 @@ def test_evaluation_scores_samples_and_leaves_the_global_rng_alone():
     assert preds["y_pred"].shape == (len(data.test), 1, 8, 8)  # reconstructions
     np.testing.assert_allclose(preds["elbo"], -(preds["recon"] + preds["kl"]), rtol=1e-5)
     assert np.mean(preds["elbo"]) == pytest.approx(m["test/elbo"], rel=1e-5)
+    new = trainer.predict(model, data.test.x[:5])  # no labels: the ELBO given class 0
+    assert new["y_pred"].shape == (5,) and np.isfinite(new["y_pred"]).all()
+    assert new["reconstruction"].shape == (5, 1, 8, 8)
 
 
 def test_a_digits_cvae_run_writes_its_pictures_and_report(tmp_path):

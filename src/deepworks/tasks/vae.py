@@ -219,7 +219,7 @@ class VAETask(Task):
         if not full:
             return metrics, None, {}
         n, d = len(outputs), (outputs.shape[1] - 2) // 2
-        shape = self.data_shape if math.prod(self.data_shape) == d else (d,)
+        shape = self._shape(d)
         x_hat = outputs[:, 2 : 2 + d].reshape(n, *shape)
         x = outputs[:, 2 + d :].reshape(n, *shape)
         quality = self.sample_quality(x, y) if n > 1 else {}
@@ -269,11 +269,17 @@ class VAETask(Task):
         )
 
     def predict(self, outputs: torch.Tensor) -> dict[str, np.ndarray]:
-        """Per sample: the ELBO (an anomaly score: low for inputs unlike the training data) and
-        the reconstruction."""
+        """Per input: the ELBO as the prediction (a one-sample estimate of log p(x), low for
+        inputs unlike the training data) and the reconstruction. A conditional VAE is given
+        no labels here, so its figures are those for class 0."""
         d = (outputs.shape[1] - 2) // 2
-        elbo = -(outputs[:, 0] + outputs[:, 1])
-        return {"elbo": elbo.cpu().numpy(), "y_pred": outputs[:, 2 : 2 + d].cpu().numpy()}
+        elbo = -(outputs[:, 0] + outputs[:, 1]).cpu().numpy()
+        recon = outputs[:, 2 : 2 + d].reshape(len(outputs), *self._shape(d)).cpu().numpy()
+        return {"y_pred": elbo, "reconstruction": recon}
+
+    def _shape(self, d: int) -> tuple[int, ...]:
+        """The data's shape for ``d`` values per sample (flat when the task was not set up)."""
+        return self.data_shape if self.data_shape and math.prod(self.data_shape) == d else (d,)
 
     # --- pictures for the report ------------------------------------------------------------
     @torch.no_grad()
