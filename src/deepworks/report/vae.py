@@ -208,8 +208,9 @@ def _elbo_table(metrics: dict[str, Any]) -> str:
     note = (
         '<p class="note">In nats per sample: ELBO = −(reconstruction NLL + KL) ≤ log p(x), '
         "higher is better. The KL term is what the code spends to describe each input; near 0 "
-        "the decoder ignores z (posterior collapse). Train figures are averages over the last "
-        "epoch's batches.</p>"
+        "the decoder ignores z (posterior collapse). Train figures average the last training "
+        "epoch's batches, while the weights are changing (and, when early stopping restored the "
+        "best epoch's weights, a later epoch than the val and test figures).</p>"
     )
     return html + note
 
