@@ -43,6 +43,7 @@ STYLE = {
 # Metric names (or parts of names) where a smaller value is better; everything else is maximised.
 LOWER_IS_BETTER = (
     "loss",
+    "recon",
     "mse",
     "mae",
     "mase",
