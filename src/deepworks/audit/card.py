@@ -20,8 +20,7 @@ EXTRA_CSS = """
 .grade.good { border-left-color: var(--green); }
 .grade.fair { border-left-color: #d97706; }
 .grade.poor { border-left-color: var(--red); }
-.grade .label { color: var(--muted); font-size: 12px; text-transform: uppercase;
-  letter-spacing: 0.05em; }
+.grade .label { color: var(--muted); font-size: 13px; font-weight: 600; }
 .grade .value { font-size: 26px; font-weight: 700; font-variant-numeric: tabular-nums; }
 .grade .verdict { font-size: 12px; font-weight: 600; text-transform: uppercase; }
 .grade.good .verdict { color: var(--green); }
@@ -34,9 +33,12 @@ EXTRA_CSS = """
 .badge.poor { background: var(--red); }
 .side { display: flex; flex-wrap: wrap; gap: 22px; align-items: flex-start;
   margin-bottom: 14px; }
-.side > figure { flex: 0 1 auto; }
+.side > figure { flex: 0 1 auto; display: table; }
+.side > figure figcaption { display: table-caption; caption-side: bottom; }
 .side > div { flex: 1 1 280px; min-width: 260px; }
-.side .facts h3 { margin-top: 4px; }
+.method h3 { margin-top: 0; }
+.method p { margin: 0 0 8px; font-size: 14px; }
+span.note { color: var(--muted); font-size: 12px; }
 """
 
 
@@ -201,27 +203,27 @@ def _explanations(audit: dict[str, Any], pictures: dict[str, bytes], notes: dict
         return _note(notes.get("explanations", ""))
     ex = audit["explanations"]
     labels = {"ig": "Integrated gradients", "grad_cam": "Grad-CAM"}
-    parts = []
+    columns = []
     for method, fig in ex["methods"].items():
         badge = "good" if fig["passed"] else "poor"
+        label = labels.get(method, method)
         facts = (
-            f'<div class="facts"><h3>{esc(labels.get(method, method))}</h3>'
-            f'<p>Randomization sanity check <span class="badge {badge}">'
-            f"{'pass' if fig['passed'] else 'fail'}</span></p>"
-            f"<p>Spearman ρ, trained vs randomized: <b>{fig['rho']:.3f}</b><br>"
-            f"trained vs itself: {fig['rho_trained_vs_itself']:.3f}<br>"
-            f"per input: {', '.join(f'{r:.2f}' for r in fig['rhos'])}</p>"
-            + _note(
-                "Every weight layer re-initialized at once. A map that depends on what the "
-                "model learned changes: ρ < 0.5 passes (Adebayo et al., 2018)."
-            )
-            + "</div>"
+            f"<h3>{esc(label)}</h3>"
+            f'<p>Sanity check <span class="badge {badge}">'
+            f"{'pass' if fig['passed'] else 'fail'}</span> "
+            f"ρ trained vs randomized <b>{fig['rho']:.3f}</b><br>"
+            f'<span class="note">per input {", ".join(f"{r:.2f}" for r in fig["rhos"])}; '
+            f"trained vs itself {fig['rho_trained_vs_itself']:.3f}</span></p>"
         )
-        image = figure(_uri(pictures[f"explain_{method}"]), f"{method} attributions",
-                       f"{labels.get(method, method)} for {ex['inputs']} test inputs "
-                       "(the predicted class)")  # fmt: skip
-        parts.append(f'<div class="side">{image}{facts}</div>')
-    return "".join(parts)
+        caption = f"{label} of the predicted class for {ex['inputs']} test inputs"
+        image = figure(_uri(pictures[f"explain_{method}"]), f"{method} attributions", caption)
+        columns.append(f'<div class="method">{facts}{image}</div>')
+    return f'<div class="figs">{"".join(columns)}</div>' + _note(
+        "Sanity check: every weight layer is re-initialized at once and the attributions are "
+        "computed again; a map that shows what the model learned changes, so a Spearman rank "
+        "correlation ρ < 0.5 between the two passes (Adebayo et al., 2018). A map that stays "
+        "the same mostly shows the input itself."
+    )
 
 
 def _errors(audit: dict[str, Any], pictures: dict[str, bytes], notes: dict) -> str:

@@ -39,10 +39,13 @@ def reliability_png(cal: dict[str, Any]) -> bytes:
         top, bottom = fig.subplots(2, 1, sharex=True, height_ratios=[3, 1])
         top.bar(lower[shown], acc[shown], width[shown], align="edge", color=TRAIN, alpha=0.85,
                 edgecolor="white", label="accuracy")  # fmt: skip
+        # the gap between accuracy and mean confidence: hatched, so it reads over the bars
         gap_lo, gap_hi = np.minimum(acc, conf), np.maximum(acc, conf)
         top.bar(lower[shown], (gap_hi - gap_lo)[shown], width[shown], bottom=gap_lo[shown],
-                align="edge", color=WRONG, alpha=0.35, edgecolor=WRONG, linewidth=0.6,
-                label="gap to confidence")  # fmt: skip
+                align="edge", facecolor="none", edgecolor=WRONG, hatch="////", linewidth=0.8,
+                label="gap to mean confidence")  # fmt: skip
+        top.scatter(lower[shown] + width[shown] / 2, conf[shown], marker="_", s=60, color="#111827",
+                    zorder=3, label="mean confidence")  # fmt: skip
         top.plot([0, 1], [0, 1], color="#6b7280", linestyle="--", linewidth=1.2,
                  label="perfect calibration")  # fmt: skip
         top.set_ylim(0, 1.02)
