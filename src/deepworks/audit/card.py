@@ -79,7 +79,7 @@ def render(audit: dict[str, Any], pictures: dict[str, bytes]) -> str:
         "model": model["name"],
         "parameters": fmt(model["parameters"]),
         "weights": f"{model['size_mb']:.2f} MB" if model.get("size_mb") is not None else None,
-        "checkpoint": audit["checkpoint"],
+        "checkpoint": f"{audit['checkpoint']} ({audit.get('checkpoint_dir', '')})",
     }
     chips_html = "".join(
         f'<span class="chip">{esc(k)} <b>{esc(v)}</b></span>' for k, v in chips.items() if v

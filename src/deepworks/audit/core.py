@@ -128,13 +128,15 @@ def audit_run(
         preds = result.predictions
         names = names or [str(i) for i in range(preds["y_prob"].shape[1])] if classes else names
     with part("speed"):
-        model = parts.model_facts(run, cfg.model.name, _weights(run_dir, checkpoint))
+        weights = _weights(run_dir, checkpoint)
+        model = parts.model_facts(run, cfg.model.name, weights)
         model |= parts.speed(run.model, run.data.test.x[:256])
     pictures: dict[str, bytes] = {}
     notes: dict[str, str] = {}
     audit: dict[str, Any] = {
         "run": str(run_dir),
         "checkpoint": checkpoint,
+        "checkpoint_dir": weights.parent.resolve().name,  # e.g. step-00000180
         "task_type": run.data.task_type,
         "data": {"name": cfg.data.name, "input_shape": list(run.data.test.x.shape[1:]),
                  "test_samples": len(run.data.test), "classes": len(names) or None,
