@@ -73,10 +73,11 @@ class Attack:
     ) -> torch.Tensor:
         """Attack one batch; random draws come from ``generator`` (None: the global RNG)."""
         self.check_eps(x[0].numel())
-        x = x.detach().clamp(self.clip_min, self.clip_max)
         # gradients are taken w.r.t. the input only, also under an outer no_grad / inference_mode
+        # (clones made here are ordinary tensors that autograd accepts)
         with torch.inference_mode(False), torch.enable_grad():
-            x_adv = self.perturb(model, x.clone(), y.clone(), generator)
+            x = x.detach().clone().clamp(self.clip_min, self.clip_max)
+            x_adv = self.perturb(model, x, y.clone(), generator)
         return x_adv.detach()
 
     def project(self, x_adv: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
