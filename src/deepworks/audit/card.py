@@ -8,6 +8,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from deepworks.audit.figures import curve_label
 from deepworks.report.markup import CSS, bar_cell, esc, figure, fmt, fmt_headline, section, table
 from deepworks.report.style import metric_label
 
@@ -178,10 +179,10 @@ def _robustness(audit: dict[str, Any], pictures: dict[str, bytes], notes: dict) 
         for name in names:
             cells.append(bar_cell(rob["curves"][name][i]["robust_accuracy"]))
         rows.append(cells)
-    tab = table(["ε"] + [f"{n.upper()} robust acc" for n in names], rows)
+    tab = table(["ε"] + [f"{curve_label(n, rob)} robust acc" for n in names], rows)
     opts = ", ".join(f"{k}={v}" for k, v in rob.get("options", {}).items() if v is not None)
     caption = (
-        f"Accuracy under L∞ attacks on {rob['samples']} test samples ({rob['method'].upper()}: "
+        f"Accuracy under attack on {rob['samples']} test samples ({rob['method'].upper()}: "
         f"{opts}); ε = 0 is the clean accuracy"
     )
     parts = [f'<div class="side">{figure(_uri(pictures["robustness"]), "robustness", caption)}'

@@ -76,18 +76,22 @@ def robustness_png(rob: dict[str, Any]) -> bytes:
             eps = [r["eps"] for r in rows]
             acc = [r["robust_accuracy"] for r in rows]
             ax.plot(eps, acc, marker="o", markersize=5, color=colors[i % len(colors)],
-                    label=name.upper())  # fmt: skip
+                    label=curve_label(name, rob))  # fmt: skip
             for e, a in zip(eps, acc, strict=True):
                 ax.annotate(f"{a:.0%}", (e, a), textcoords="offset points", xytext=(4, 5),
                             fontsize=7, color=colors[i % len(colors)])  # fmt: skip
         ax.axvline(rob["middle_eps"], color="#9ca3af", linewidth=0.8, linestyle=":")
-        ax.set_xlabel(
-            f"ε (L∞, raw input units; inputs in [{rob['clip'][0]:g}, {rob['clip'][1]:g}])"
-        )
+        ax.set_xlabel(f"ε (raw input units; inputs in [{rob['clip'][0]:g}, {rob['clip'][1]:g}])")
         ax.set_ylabel("accuracy under attack")
         ax.set_ylim(-0.02, 1.08)
         ax.legend(loc="upper right")
     return png(fig)
+
+
+def curve_label(name: str, rob: dict[str, Any]) -> str:
+    """``PGD (L∞)``: the attack and the norm its eps is measured in."""
+    norm = rob.get("norms", {}).get(name, "linf")
+    return f"{name.upper()} ({'L∞' if norm == 'linf' else 'L2'})"
 
 
 def adversarial_png(ex: dict[str, Any], clip: tuple[float, float], names: Sequence[str]) -> bytes:

@@ -158,13 +158,15 @@ def robustness_part(
                 t0 = time.perf_counter()
                 res = run_attack(space, x, y, attack, batch_size, seed, on_batch=on_batch)
                 clean_ok, adv_ok = res["clean_pred"] == y, res["adv_pred"] == y
+                delta = (res["x_adv"] - x).flatten(1)  # (N, D) perturbations
                 clean = float(clean_ok.float().mean())
                 rows.append(
                     {
                         "eps": attack.eps,
                         "robust_accuracy": float((clean_ok & adv_ok).float().mean()),
                         "success_rate": float((clean_ok & ~adv_ok).sum() / clean_ok.sum().clamp(1)),
-                        "mean_linf": float((res["x_adv"] - x).flatten(1).abs().amax(1).mean()),
+                        "mean_linf": float(delta.abs().amax(1).mean()),
+                        "mean_l2": float(delta.norm(dim=1).mean()),
                         "seconds": round(time.perf_counter() - t0, 3),
                     }
                 )
@@ -176,7 +178,7 @@ def robustness_part(
     figures = {
         "samples": len(y),
         "clean_accuracy": clean,
-        "norm": "linf",
+        "norms": {name: built[0].norm for name, built in attacks.items()},  # linf or l2
         "curves": {
             name: [{"eps": 0.0, "robust_accuracy": clean}] + rows for name, rows in curves.items()
         },
