@@ -413,8 +413,9 @@ def test_reduce_on_plateau_in_the_loop(iris):
 
 
 def task_of(loss: str) -> str:
-    """The task a loss belongs to (its ``losses`` tuple names it)."""
-    for name in TASKS.names():
+    """The task a loss belongs to (its ``losses`` tuple names it): the basic tasks first."""
+    basic = ["classification", "regression"]
+    for name in basic + [n for n in TASKS.names() if n not in basic]:
         if loss in getattr(TASKS.get(name), "losses", ()):
             return name
     raise AssertionError(f"loss {loss!r} is not listed by any task's `losses`")

@@ -78,9 +78,8 @@ class AdversarialClassification(Classification):
         top_k: Report top-k accuracy for these k (when k < number of classes).
     """
 
-    #: Empty on the class, so that a loss's home task (the first task whose class lists it) stays
-    #: classification; each instance allows only the cross-entropy, the loss PGD maximizes.
-    losses: tuple[str, ...] = ()
+    #: The cross-entropy only: the loss PGD maximizes.
+    losses = ("cross_entropy",)
 
     def __init__(
         self,
@@ -96,7 +95,6 @@ class AdversarialClassification(Classification):
         top_k: list[int] | tuple[int, ...] = (3, 5),
     ):
         super().__init__(top_k)
-        self.losses = ("cross_entropy",)
         if steps < 1 or eval_steps < 1:
             raise ConfigError("task: steps and eval_steps must be at least 1")
         self.eps, self.steps = float(eps), int(steps)
