@@ -112,6 +112,14 @@ def frechet_distance(a: np.ndarray, b: np.ndarray) -> float:
     return float(((mu_a - mu_b) ** 2).sum() + np.trace(cov_a) + np.trace(cov_b) - 2 * trace_covmean)
 
 
+def real_floor(data: DataBundle, n: int, seed: int = 0) -> torch.Tensor:
+    """``n`` training samples (a seeded draw): the FID that real data reaches against a held-out
+    split of the same size, the floor a generator can hope for."""
+    x = data.train.x
+    idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(seed))[:n]
+    return x[idx]
+
+
 def noise_like(real: torch.Tensor | np.ndarray, n: int, seed: int = 0) -> np.ndarray:
     """``n`` samples of uniform noise over the value range of ``real``, in its shape."""
     real = np.asarray(real.cpu() if torch.is_tensor(real) else real, np.float32)

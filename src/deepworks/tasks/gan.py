@@ -365,14 +365,14 @@ class GANTask(Task):
         if ref is None:
             preds["y_pred"] = d_fake.cpu().numpy()
             return metrics, details, preds
-        from deepworks.evaluate.generative import frechet_distance, sample_quality
+        from deepworks.evaluate.generative import frechet_distance, real_floor, sample_quality
 
         preds["y_pred"] = ref.predict(fake)  # the class the reference classifier sees
         if not full:
             metrics["fid"] = frechet_distance(ref.features(fake), ref.features(real))
             return metrics, details, preds
         labels = y if self.conditional else None
-        quality = sample_quality(fake, labels, real, ref, self._real_reference(len(real)))
+        quality = sample_quality(fake, labels, real, ref, real_floor(self.data, len(real)))
         details["quality"] = quality
         metrics = quality | metrics  # sample quality first: the report's headline cards
         return metrics, details, preds
@@ -384,13 +384,6 @@ class GANTask(Task):
         from deepworks.evaluate.generative import reference_classifier
 
         return reference_classifier(self.data)
-
-    def _real_reference(self, n: int) -> torch.Tensor:
-        """n training samples (a seeded draw): the FID real data reaches against the held-out
-        split with the same number of samples, the floor a generator can hope for."""
-        x = self.data.train.x
-        idx = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:n]
-        return x[idx]
 
     def predict(self, outputs: torch.Tensor) -> dict[str, np.ndarray]:
         """D's verdict on given samples: its score and (bce, hinge) the probability of 'real'."""

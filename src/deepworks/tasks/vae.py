@@ -244,7 +244,7 @@ class VAETask(Task):
     def sample_quality(self, x: torch.Tensor, y: torch.Tensor) -> dict[str, float]:
         """FID of as many prior samples as ``x`` has images, against ``x``; for a conditional
         VAE one sample per label of ``y`` and the share classified as that label."""
-        from deepworks.evaluate.generative import reference_classifier, sample_quality
+        from deepworks.evaluate.generative import real_floor, reference_classifier, sample_quality
 
         data, model = self.data, self._model
         if model is None or data is None or data.num_classes is None:
@@ -255,16 +255,12 @@ class VAETask(Task):
         labels = y.long().to(device) if self.conditional else None
         samples = model.sample(len(x), labels, generator=self._generator(device))
         reference = reference_classifier(data)
-        # the real-data floor: the other held-out split against this one
-        test = data.test
-        other = data.val if test is not None and _same(x, test.x) else test
-        real_reference = other.x if isinstance(other, Split) and len(other) > 1 else None
         return sample_quality(
             samples.float().cpu(),
             None if labels is None else labels.cpu(),
             x.cpu(),
             reference,
-            real_reference=real_reference,
+            real_reference=real_floor(data, len(x)),
             seed=self.seed,
         )
 
@@ -327,10 +323,6 @@ class VAETask(Task):
         buf = io.BytesIO()
         np.savez_compressed(buf, **{k: np.asarray(v, np.float32) for k, v in arrays.items()})
         atomic_write_bytes(Path(run_dir) / PICTURES, buf.getvalue())
-
-
-def _same(a: torch.Tensor, b: torch.Tensor) -> bool:
-    return a.shape == b.shape and torch.equal(a.cpu().float(), b.cpu().float())
 
 
 def _interpolation_pairs(y: torch.Tensor, same_class: bool, n: int = 6) -> list[tuple[int, int]]:
