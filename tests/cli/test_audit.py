@@ -13,6 +13,7 @@ import torch
 
 import deepworks as dw
 from deepworks.audit import PARTS, audit_run
+from deepworks.audit.parts import FeatureRangeModel
 from deepworks.evaluate.calibration import calibration
 from deepworks.robust import InputSpaceModel, robust_accuracy
 from deepworks.run import build_data, load_run
@@ -168,9 +169,20 @@ def test_tabular_and_regression_runs(tmp_path):
     assert [p for p in seen if p in PARTS] == list(PARTS) and seen[-1] == "done"
     assert {"reliability", "robustness", "explain_ig", "confusion"} <= set(audit["pictures"])
     assert not {"adversarial", "misclassified", "explain_grad_cam"} & set(audit["pictures"])
-    lo, hi = audit["robustness"]["clip"]  # raw feature units: budgets scale with the range
-    assert audit["robustness"]["eps"] == pytest.approx([0.05 * (hi - lo), 0.1 * (hi - lo),
-                                                        0.2 * (hi - lo)], rel=1e-5)  # fmt: skip
+    # tabular features: eps is a fraction of each feature's training range
+    rob = audit["robustness"]
+    assert rob["clip"] == [0.0, 1.0] and rob["eps"] == [0.05, 0.1, 0.2]
+    cfg, model, _ = load_run(tabular)
+    data = build_data(cfg)
+    info = json.loads((tabular / "data.json").read_text())
+    shift, scale = (torch.tensor(info["scaler"][k]) for k in ("shift", "scale"))
+    raw_train, raw_test = data.train.x * scale + shift, data.test.x[:40] * scale + shift
+    lo, hi = raw_train.min(0).values, raw_train.max(0).values
+    space = FeatureRangeModel(model.eval(), info["scaler"], lo, hi)
+    unit = (raw_test - lo) / (hi - lo)
+    assert space(unit).argmax(1).tolist() == model(data.test.x[:40]).argmax(1).tolist()
+    direct = robust_accuracy(space, unit, data.test.y[:40], "pgd", 0.1, seed=0)
+    assert rob["curves"]["pgd"][2]["robust_accuracy"] == pytest.approx(direct, abs=1e-9)
     assert "features" not in audit and audit["explanations"]["inputs"] == 2
 
     regression = dw.train(

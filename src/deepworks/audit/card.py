@@ -183,7 +183,7 @@ def _robustness(audit: dict[str, Any], pictures: dict[str, bytes], notes: dict) 
     opts = ", ".join(f"{k}={v}" for k, v in rob.get("options", {}).items() if v is not None)
     caption = (
         f"Accuracy under attack on {rob['samples']} test samples ({rob['method'].upper()}: "
-        f"{opts}); ε = 0 is the clean accuracy"
+        f"{opts}); ε in {rob.get('unit', 'raw input units')}; ε = 0 is the clean accuracy"
     )
     parts = [f'<div class="side">{figure(_uri(pictures["robustness"]), "robustness", caption)}'
              f"<div>{tab}</div></div>"]  # fmt: skip

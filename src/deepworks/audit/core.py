@@ -47,7 +47,7 @@ def _attacks(run, method: str, eps: Sequence[float] | None) -> tuple[dict[str, l
     """Built attacks (``method``, and FGSM beside it) at each eps, each checked; the eps."""
     from deepworks.robust.common import build_attack
 
-    lo, hi = parts.input_range(run)
+    _, _, (lo, hi), _ = parts.attack_space(run)
     eps_list = parts.default_eps(lo, hi) if eps is None else sorted({e for e in eps if e != 0})
     if not eps_list:
         raise ConfigError("--eps: give at least one budget above 0, e.g. --eps 0.05,0.1")
@@ -78,8 +78,9 @@ def audit_run(
     Args:
         run_dir: A classification or regression run made by ``deepworks train``.
         n: Test samples attacked for the robustness curve.
-        eps: Attack budgets in raw input units ("0.05,0.1" or a list); default 0.05, 0.1 and
-            0.2 of the input range.
+        eps: Attack budgets ("0.05,0.1" or a list): in raw input units for images, as fractions
+            of each feature's training range for tabular data; default 0.05, 0.1 and 0.2 of the
+            input range.
         method: The attack of the main curve (``deepworks list attacks``); FGSM is drawn beside.
         inputs: Test inputs explained.
         checkpoint: best or last.
@@ -163,11 +164,12 @@ def audit_run(
         with part("robustness"):
             device = resolve_device(cfg.train.device)
             rob, examples = parts.robustness_part(run, attacks, n, seed, device, 256, on_batch)
-            lo, hi = parts.input_range(run)
+            _, _, (lo, hi), unit = parts.attack_space(run)
             options = {k: v for k, v in vars(attacks[method][0]).items()
                        if k not in ("eps", "clip_min", "clip_max")}  # fmt: skip
             rob |= {"method": method, "clip": [lo, hi], "eps": eps_list, "seed": seed,
-                    "middle_eps": parts.middle(eps_list), "options": options}  # fmt: skip
+                    "middle_eps": parts.middle(eps_list), "options": options,
+                    "unit": unit}  # fmt: skip
             audit["robustness"] = _jsonable(rob)
             pictures["robustness"] = figs.robustness_png(rob)
             if run.data.is_image:
@@ -207,7 +209,8 @@ def audit_run(
     audit["settings"] = {"n": n, "eps": eps_list, "method": method, "inputs": inputs,
                          "checkpoint": checkpoint, "seed": seed, "bins": bins,
                          "device": str(resolve_device(cfg.train.device))}  # fmt: skip
-    audit["commands"] = _commands(run_dir, audit["settings"], classes)
+    raw = audit.get("robustness", {}).get("unit") == "raw input units"
+    audit["commands"] = _commands(run_dir, audit["settings"], raw)
     audit["pictures"] = sorted(pictures)
     audit["timings"] = timings
     progress("card", PARTS.index("card"), len(PARTS))
@@ -262,7 +265,7 @@ def _weights(run_dir: Path, checkpoint: str) -> Path:
     return checkpoint_dir(run_dir, checkpoint) / "model.safetensors"
 
 
-def _commands(run_dir: Path, s: dict[str, Any], classes: bool) -> list[str]:
+def _commands(run_dir: Path, s: dict[str, Any], raw_eps: bool) -> list[str]:
     """Equivalent commands of the parts, to reproduce a figure on its own."""
     eps = ",".join(f"{e:g}" for e in s["eps"])
     cmds = [
@@ -270,7 +273,7 @@ def _commands(run_dir: Path, s: dict[str, Any], classes: bool) -> list[str]:
         f"--inputs {s['inputs']} --checkpoint {s['checkpoint']}",
         f"deepworks evaluate {run_dir} --checkpoint {s['checkpoint']}",
     ]
-    if classes and eps:
+    if raw_eps:  # deepworks attack measures eps in raw input units too
         for m in dict.fromkeys([s["method"], "fgsm"]):
             cmds.append(f"deepworks attack {run_dir} --method {m} --eps {eps} --n {s['n']} "
                         f"--seed {s['seed']} --checkpoint {s['checkpoint']}")  # fmt: skip

@@ -112,10 +112,49 @@ def to_raw(x: torch.Tensor, scaler: dict[str, Any] | None) -> torch.Tensor:
     return x * scale + shift
 
 
-def input_range(run: Loaded) -> tuple[float, float]:
-    """The valid raw input range: the training inputs' minimum and maximum."""
-    raw = to_raw(run.data.train.x, run.info.get("scaler"))
-    return float(raw.min()), float(raw.max())
+class FeatureRangeModel(nn.Module):
+    """A tabular classifier seen from per-feature [0, 1] coordinates.
+
+    Tabular features live on very different scales (a radius of 10, an area of 2000), so one
+    eps in raw units means nothing for most of them. Here each feature is measured as a fraction
+    of its training range, ``u = (x - lo) / (hi - lo)``, and the model sees
+    ``model(scale(lo + u * (hi - lo)))``: an L-inf budget eps = 0.1 moves every feature by at
+    most a tenth of its training range.
+    """
+
+    def __init__(self, model: nn.Module, scaler: dict[str, Any] | None, lo, hi):
+        super().__init__()
+        from deepworks.robust.common import InputSpaceModel
+
+        self.space = InputSpaceModel(model, scaler)
+        self.register_buffer("lo", lo, persistent=False)
+        self.register_buffer("width", (hi - lo).clamp_min(1e-12), persistent=False)
+
+    def to_unit(self, x: torch.Tensor) -> torch.Tensor:
+        """Raw inputs -> fractions of each feature's training range."""
+        return (x - self.lo) / self.width
+
+    def forward(self, u: torch.Tensor) -> torch.Tensor:
+        return self.space(self.lo + u * self.width)
+
+
+def attack_space(run: Loaded) -> tuple[nn.Module, torch.Tensor, tuple[float, float], str]:
+    """(model to attack, test inputs in its space, valid input range, unit of eps).
+
+    Images (and other non-flat inputs) are attacked in their raw units, as ``deepworks attack``
+    does, within the training inputs' minimum and maximum; flat tabular features as fractions
+    of each feature's training range (:class:`FeatureRangeModel`).
+    """
+    from deepworks.robust.common import InputSpaceModel
+
+    scaler = run.info.get("scaler")
+    raw_train = to_raw(run.data.train.x, scaler)
+    raw_test = to_raw(run.data.test.x, scaler)
+    if run.data.is_image or raw_train.ndim != 2:
+        lo, hi = float(raw_train.min()), float(raw_train.max())
+        return InputSpaceModel(run.model, scaler), raw_test, (lo, hi), "raw input units"
+    space = FeatureRangeModel(run.model, scaler, raw_train.min(0).values, raw_train.max(0).values)
+    return space, space.to_unit(raw_test), (0.0, 1.0), "fraction of each feature's range"
 
 
 def default_eps(lo: float, hi: float) -> list[float]:
@@ -143,11 +182,11 @@ def robustness_part(
     the input range). Returns (figures, examples) where examples holds the middle eps of the
     first attack: inputs, adversarial inputs, labels and both predictions.
     """
-    from deepworks.robust.common import InputSpaceModel, run_attack
+    from deepworks.robust.common import run_attack
 
-    scaler = run.info.get("scaler")
-    space = InputSpaceModel(run.model, scaler).to(device)
-    x, y = to_raw(run.data.test.x[:n], scaler), run.data.test.y[:n].long()
+    space, x, _, _ = attack_space(run)
+    space = space.to(device)
+    x, y = x[:n], run.data.test.y[:n].long()
     curves: dict[str, list[dict[str, float]]] = {}
     examples: dict[str, Any] = {}
     clean = None

@@ -21,7 +21,10 @@ def audit(
     run: Path = typer.Argument(..., help="Run directory of a classification or regression run"),
     n: int = typer.Option(500, "--n", help="Test samples attacked for the robustness curve"),
     eps: str = typer.Option(
-        None, "--eps", help="Attack budgets in raw input units (default 0.05,0.1,0.2 of the range)"
+        None,
+        "--eps",
+        help="Attack budgets: raw units for images, fractions of each feature's range for "
+        "tabular data (default 0.05,0.1,0.2 of the range)",
     ),
     method: str = typer.Option("pgd", "--method", "-m", help="Main attack; FGSM is drawn beside"),
     inputs: int = typer.Option(4, "--inputs", help="Test inputs explained"),
