@@ -155,11 +155,11 @@ def _calibration(audit: dict[str, Any], pictures: dict[str, bytes], notes: dict)
                  [False, True, False, True, True])  # fmt: skip
     over = cal["mean_confidence"] - cal["accuracy"]
     verdict = (
-        f"over-confident by {over:.1%} on average" if over > 0.01
-        else f"under-confident by {-over:.1%} on average" if over < -0.01
-        else "confidence matches accuracy on average"
+        f"the model is over-confident by {over:.1%} on average" if over > 0.01
+        else f"the model is under-confident by {-over:.1%} on average" if over < -0.01
+        else "the model's confidence matches its accuracy on average"
     )  # fmt: skip
-    caption = f"Reliability diagram: accuracy per confidence bin; the model is {verdict}"
+    caption = f"Reliability diagram: accuracy per confidence bin; {verdict}"
     fig = figure(_uri(pictures["reliability"]), "reliability diagram", caption)
     return (
         f'<div class="cards">{cards}</div><div class="side">{fig}'

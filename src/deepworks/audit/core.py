@@ -250,8 +250,11 @@ def grades(audit: dict[str, Any]) -> list[dict[str, Any]]:
         rob = audit["robustness"]
         mid = rob["middle_eps"]
         acc = next(r for r in rob["curves"][rob["method"]] if r["eps"] == mid)["robust_accuracy"]
+        clean = next(r for r in rob["curves"][rob["method"]] if r["eps"] == 0)["robust_accuracy"]
+        kept = acc / clean if clean else 0.0  # the share of clean accuracy the attack leaves
         label = f"robust acc ({rob['method'].upper()} ε={mid:g})"
-        add(label, acc, level(acc, 0.5, 0.2), f"{acc:.1%}", f"{rob['samples']} test samples")
+        detail = f"{kept:.0%} of clean accuracy kept, {rob['samples']} test samples"
+        add(label, acc, level(kept, 0.8, 0.5), f"{acc:.1%}", detail)
     for method, fig in (audit.get("explanations") or {}).get("methods", {}).items():
         verdict = "good" if fig["passed"] else "poor"
         text = "pass" if fig["passed"] else "fail"

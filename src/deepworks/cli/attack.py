@@ -7,7 +7,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from deepworks.cli import app, err, out
+from deepworks.cli import app, out
+from deepworks.cli.progress import PartsProgress
 
 
 @app.command()
@@ -40,7 +41,7 @@ def attack(
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"--checkpoint {checkpoint!r}: choose best or last")
     options = {"steps": steps, "alpha": alpha, "norm": norm}
-    with _Progress(quiet) as progress:
+    with PartsProgress(quiet) as progress:
         report = attack_run(
             run,
             method,
@@ -84,48 +85,3 @@ def _table(report: dict) -> Table:
             f"{r['seconds']:.1f}s",
         )
     return table
-
-
-class _Progress:
-    """A rich progress bar on stderr over the attacked samples of each eps (none with -q)."""
-
-    def __init__(self, quiet: bool):
-        self.quiet = quiet
-        self.bar = None
-        self.tasks: dict[str, int] = {}
-
-    def __enter__(self) -> _Progress:
-        if not self.quiet:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-                TimeRemainingColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]{task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                TextColumn("eta"),
-                TimeRemainingColumn(),
-                console=err,
-                transient=False,
-            )
-        return self
-
-    def update(self, label: str, done: int, total: int) -> None:
-        if self.bar is None:
-            return
-        if label not in self.tasks:
-            if not self.tasks:
-                self.bar.start()
-            self.tasks[label] = self.bar.add_task(label, total=total)
-        self.bar.update(self.tasks[label], completed=done)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None and self.tasks:
-            self.bar.stop()

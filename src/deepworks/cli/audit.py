@@ -13,7 +13,8 @@ from pathlib import Path
 import typer
 from rich.table import Table
 
-from deepworks.cli import app, err, out
+from deepworks.cli import app, out
+from deepworks.cli.progress import PartsProgress
 
 
 @app.command()
@@ -36,9 +37,9 @@ def audit(
 
     Writes RUN/audit/audit.html (self-contained) and RUN/audit/audit.json.
     """
-    from deepworks.audit import PARTS, audit_run
+    from deepworks.audit import audit_run
 
-    with _Progress(quiet, len(PARTS)) as progress:
+    with PartsProgress(quiet, one_bar=True, prefix="audit ") as progress:
         result = audit_run(
             run, n, eps, method, inputs, checkpoint, seed, on_progress=progress.update
         )
@@ -59,44 +60,3 @@ def summary_table(result: dict) -> Table:
     for note in result.get("notes", {}).values():
         table.add_row("note", "", note)
     return table
-
-
-class _Progress:
-    """One rich bar over the parts of the audit, on stderr (none with -q)."""
-
-    def __init__(self, quiet: bool, total: int):
-        self.quiet, self.total = quiet, total
-        self.bar = None
-        self.task = None
-
-    def __enter__(self) -> _Progress:
-        if not self.quiet:
-            from rich.progress import (
-                BarColumn,
-                MofNCompleteColumn,
-                Progress,
-                TextColumn,
-                TimeElapsedColumn,
-            )
-
-            self.bar = Progress(
-                TextColumn("[bold]audit[/bold] {task.description}"),
-                BarColumn(),
-                MofNCompleteColumn(),
-                TimeElapsedColumn(),
-                console=err,
-                transient=False,
-            )
-        return self
-
-    def update(self, part: str, done: int, total: int) -> None:
-        if self.bar is None:
-            return
-        if self.task is None:
-            self.bar.start()
-            self.task = self.bar.add_task(part, total=total)
-        self.bar.update(self.task, completed=done, description=part)
-
-    def __exit__(self, *exc) -> None:
-        if self.bar is not None and self.task is not None:
-            self.bar.stop()
