@@ -30,6 +30,7 @@ bench: $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench]'
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/time_to_accuracy.py
+	$(BIN)/python bench/attacks.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
