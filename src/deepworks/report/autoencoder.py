@@ -23,7 +23,7 @@ from matplotlib.figure import Figure
 
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure
-from deepworks.report.run_files import RunFiles
+from deepworks.report.run_files import RunFiles, read_npz
 from deepworks.report.style import TRAIN, VAL
 
 RECONSTRUCTIONS = "reconstructions.npz"
@@ -47,14 +47,7 @@ def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
 
 def read_reconstructions(run_dir: Path) -> dict[str, np.ndarray] | None:
     """The arrays of ``reconstructions.npz``, or None when it is missing or unreadable."""
-    path = Path(run_dir) / RECONSTRUCTIONS
-    if not path.is_file():
-        return None
-    try:
-        with np.load(path, allow_pickle=False) as f:
-            arrays = {k: f[k] for k in f.files}
-    except (OSError, ValueError, EOFError):
-        return None
+    arrays = read_npz(Path(run_dir) / RECONSTRUCTIONS)
     return arrays if "x" in arrays and "reconstruction" in arrays else None
 
 
@@ -72,8 +65,10 @@ def reconstruction_section(run: RunFiles) -> str:
     else:
         rows = [("input", x), ("reconstruction", arrays["reconstruction"])]
         caption = f"{len(x)} test samples (top) and their reconstructions (bottom)"
-    if x.ndim == 4:
-        fig = image_rows(rows, lo=float(x.min()), hi=float(x.max()))
+    if x.ndim == 4:  # (N, C, H, W) images: one mosaic row per array
+        images = plots.as_images(np.stack([a for _, a in rows]), lead=2)
+        vrange = (float(x.min()), float(x.max()))
+        fig = plots.image_mosaic(images, [label for label, _ in rows], vrange=vrange, cell=0.75)
         caption += ", on one shared grey scale"
     else:
         names = (run.evaluation or {}).get("label_names") or (run.data or {}).get("class_names")
@@ -86,39 +81,6 @@ def reconstruction_section(run: RunFiles) -> str:
             f"{min(len(x), 4)} test samples, one panel each: {lines} values over the input features"
         )
     return figure(plots.fig_to_data_uri(fig), "reconstructions", caption)
-
-
-def image_rows(rows: Sequence[tuple[str, np.ndarray]], lo: float, hi: float) -> Figure:
-    """One row of images per (label, (N, C, H, W) array), all drawn on the range [lo, hi]."""
-    n = len(rows[0][1])
-    cell = 0.75
-    width, height = n * cell + 1.0, len(rows) * cell + 0.2
-    with plots.report_style():
-        fig = plots.new_figure(width, height, constrained=False)
-        fig.subplots_adjust(
-            left=1.0 / width,
-            right=1 - 0.05 / width,
-            bottom=0.05,
-            top=0.95,
-            wspace=0.06,
-            hspace=0.06,
-        )
-        for r, (label, images) in enumerate(rows):
-            for i in range(n):
-                ax = fig.add_subplot(len(rows), n, r * n + i + 1)
-                image = np.asarray(images[i], dtype=np.float32)
-                if image.shape[0] >= 3:
-                    shown = np.clip((np.moveaxis(image[:3], 0, -1) - lo) / max(hi - lo, 1e-8), 0, 1)
-                    ax.imshow(shown, interpolation="nearest")
-                else:
-                    ax.imshow(image[0], cmap="gray", vmin=lo, vmax=hi, interpolation="nearest")
-                ax.set_xticks([])
-                ax.set_yticks([])
-                for spine in ax.spines.values():
-                    spine.set_visible(False)
-                if i == 0:
-                    ax.set_ylabel(label, fontsize=8, rotation=0, ha="right", va="center")
-    return fig
 
 
 def profile_figure(

@@ -19,7 +19,6 @@ washed-out or too-dark sample shows as such.
 
 from __future__ import annotations
 
-import math
 import re
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from matplotlib.figure import Figure
 
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure, fmt, table
-from deepworks.report.run_files import RunFiles
+from deepworks.report.run_files import RunFiles, read_npz
 from deepworks.report.style import ACCENT, TRAIN, VAL, WRONG
 
 MAX_EPOCH_ROWS = 6  # rows of the samples-over-training figure (first, ..., last epoch)
@@ -119,19 +118,6 @@ def _training(run: RunFiles) -> str:
 # --- sample grids ------------------------------------------------------------------------------
 
 
-def _as_images(a: np.ndarray) -> np.ndarray | None:
-    """(N, C, H, W) / (N, H, W) / flat (N, s²) samples as (N, H, W) grey or (N, H, W, 3)."""
-    a = np.asarray(a, dtype=np.float32)
-    if a.ndim == 4:
-        return np.moveaxis(a[:, :3], 1, -1) if a.shape[1] >= 3 else a[:, 0]
-    if a.ndim == 3:
-        return a
-    if a.ndim == 2 and math.isqrt(a.shape[1]) ** 2 == a.shape[1]:  # flat square images
-        side = math.isqrt(a.shape[1])
-        return a.reshape(len(a), side, side)
-    return None
-
-
 def _value_range(run: RunFiles, *arrays: np.ndarray) -> tuple[float, float]:
     """The real data's range (test images), else the samples'."""
     preds = run.predictions or {}
@@ -144,46 +130,14 @@ def _value_range(run: RunFiles, *arrays: np.ndarray) -> tuple[float, float]:
     return (lo, hi) if hi > lo else (lo, lo + 1.0)
 
 
-def sample_grid(
+def _sample_grid(
     images: np.ndarray,
     ncols: int,
     vrange: tuple[float, float],
     row_labels: list[str] | None = None,
-    cell: float = 0.55,
 ) -> Figure:
-    """Images (N, H, W[, 3]) in rows of ``ncols`` on one fixed value range, rows labelled.
-
-    The images are tiled into one mosaic (1-pixel white gaps) drawn with a single ``imshow``:
-    one axes instead of one per image keeps a 100-sample grid fast to draw.
-    """
-    n, h, w = images.shape[:3]
-    nrows = max(1, math.ceil(n / ncols))
-    lo, hi = vrange
-    tiles = np.clip((np.asarray(images, np.float32) - lo) / (hi - lo), 0, 1)
-    mosaic = np.ones((nrows * (h + 1) - 1, ncols * (w + 1) - 1, *images.shape[3:]), np.float32)
-    for i in range(n):
-        r, c = divmod(i, ncols)
-        mosaic[r * (h + 1) : r * (h + 1) + h, c * (w + 1) : c * (w + 1) + w] = tiles[i]
-    label_w = 0.75 if row_labels else 0.0
-    width, height = label_w + ncols * cell + 0.1, nrows * cell + 0.1
-    with plots.report_style():
-        fig = plots.new_figure(width, height, constrained=False)
-        ax = fig.add_axes(
-            (label_w / width, 0.05 / height, ncols * cell / width, nrows * cell / height)
-        )
-        ax.imshow(
-            mosaic,
-            cmap="gray" if mosaic.ndim == 2 else None,
-            vmin=0,
-            vmax=1,
-            interpolation="nearest",
-            aspect="auto",
-        )
-        ax.set_axis_off()
-        for r, label in enumerate((row_labels or [])[:nrows]):
-            y = 1 - (0.05 + (r + 0.5) * cell) / height
-            fig.text(0.04 / width, y, label, fontsize=8, va="center", color="#374151")
-    return fig
+    """Images (N, H, W[, 3]) in rows of ``ncols`` on one fixed value range, rows labelled."""
+    return plots.image_mosaic(plots.grid_rows(images, ncols), row_labels, vrange=vrange, cell=0.55)
 
 
 def _epoch_files(run_dir: Path) -> list[tuple[int, Path]]:
@@ -205,14 +159,14 @@ def _progress(run: RunFiles) -> str:
     rows, labels = [], []
     for i in picks:
         epoch, path = files[i]
-        images = _as_images(np.load(path)[:PROGRESS_COLS])
+        images = plots.as_images(np.load(path)[:PROGRESS_COLS])
         if images is None:
             return ""
         rows.append(images)
         labels.append(f"epoch {epoch + 1}")
     width = min(len(r) for r in rows)
     stack = np.concatenate([r[:width] for r in rows])
-    fig = sample_grid(stack, width, _value_range(run, stack), labels)
+    fig = _sample_grid(stack, width, _value_range(run, stack), labels)
     caption = (
         f"The same {width} noise vectors decoded after {len(picks)} of {len(files)} epochs "
         "(conditional GANs: classes 0, 1, 2, … along a row)"
@@ -221,13 +175,11 @@ def _progress(run: RunFiles) -> str:
 
 
 def _samples(run: RunFiles, split: str) -> str:
-    path = run.run_dir / "samples" / "final.npz"
-    if not path.is_file():
+    arrays = read_npz(run.run_dir / "samples" / "final.npz")
+    if "grid" not in arrays or "labels" not in arrays:
         return ""
-    with np.load(path, allow_pickle=False) as npz:
-        grid, labels = npz["grid"], npz["labels"]
-        lerp = npz["interpolation"] if "interpolation" in npz.files else None
-    images = _as_images(grid)
+    grid, labels, lerp = arrays["grid"], arrays["labels"], arrays.get("interpolation")
+    images = plots.as_images(grid)
     if images is None:
         return ""
     vrange = _value_range(run, grid)
@@ -237,19 +189,19 @@ def _samples(run: RunFiles, split: str) -> str:
         classes = list(dict.fromkeys(labels.tolist()))
         ncols = len(images) // max(len(classes), 1)
         row_labels = [str(names[c]) if names and c < len(names) else str(c) for c in classes]
-        fig = sample_grid(images, ncols, vrange, row_labels)
+        fig = _sample_grid(images, ncols, vrange, row_labels)
         caption = "Samples of the final model, one row per class it was asked for"
     else:
-        fig = sample_grid(images, 8, vrange)
+        fig = _sample_grid(images, 8, vrange)
         caption = f"{len(images)} samples of the final model"
     out.append(figure(plots.fig_to_data_uri(fig), "generated samples", caption))
     real = (run.predictions or {}).get("x")
-    if real is not None and _as_images(real[:1]) is not None:
+    if real is not None and plots.as_images(real[:1]) is not None:
         n = min(len(images), 64, len(real))
-        fig = sample_grid(_as_images(real[:n]), 8 if n > 40 else 10, vrange)
+        fig = _sample_grid(plots.as_images(real[:n]), 8 if n > 40 else 10, vrange)
         out.append(figure(plots.fig_to_data_uri(fig), "real images", f"Real {split} images"))
-    if lerp is not None and _as_images(lerp) is not None:
-        fig = sample_grid(_as_images(lerp), 10, vrange)
+    if lerp is not None and plots.as_images(lerp) is not None:
+        fig = _sample_grid(plots.as_images(lerp), 10, vrange)
         caption = "Latent walks: each row decodes z moving in a straight line between two draws"
         if labels.size and labels.min() >= 0:
             caption += " (conditional: row r keeps class r)"

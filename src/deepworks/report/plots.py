@@ -9,6 +9,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 
+import matplotlib
 import numpy as np
 from matplotlib.figure import Figure
 
@@ -27,7 +28,10 @@ from deepworks.report.style import (
 __all__ = [
     "confusion_matrix_figure",
     "fig_to_data_uri",
+    "as_images",
+    "grid_rows",
     "image_grid",
+    "image_mosaic",
     "learning_curves",
     "new_figure",
     "regression_scatter",
@@ -149,6 +153,114 @@ def image_grid(
             if titles is not None:
                 ax.set_title(str(titles[i]), fontsize=8, color=title_color, fontweight="normal")
     return fig
+
+
+def as_images(a: np.ndarray, lead: int = 1) -> np.ndarray | None:
+    """Arrays of images in the shape :func:`image_mosaic` draws, or None when they are not images.
+
+    The first ``lead`` axes index the images (e.g. 1 for N samples, 2 for P interpolations of T
+    frames); what follows is one image: (C, H, W) channels first, drawn grey from channel 0 when
+    C < 3 and in colour from the first three channels otherwise; (H, W) grey; or (D,) flat
+    features of a square s x s image (D = s², s > 1). Returns (..., H, W) grey or
+    (..., H, W, 3) colour float32 arrays.
+    """
+    a = np.asarray(a, dtype=np.float32)
+    image = a.shape[lead:]
+    if len(image) == 3:
+        return np.moveaxis(a[..., :3, :, :], -3, -1) if image[0] >= 3 else a[..., 0, :, :]
+    if len(image) == 2:
+        return a
+    if len(image) == 1:
+        side = math.isqrt(image[0])
+        if side > 1 and side * side == image[0]:  # flat features of a square image
+            return a.reshape(*a.shape[:lead], side, side)
+    return None
+
+
+def grid_rows(images: np.ndarray, ncols: int) -> np.ndarray:
+    """N images (N, H, W[, 3]) as rows of ``ncols`` for :func:`image_mosaic`: an array
+    (ceil(N / ncols), ncols, H, W[, 3]) whose last row is padded with NaN tiles (drawn white)."""
+    images = np.asarray(images, dtype=np.float32)
+    ncols = max(1, ncols)
+    rows = max(1, math.ceil(len(images) / ncols))
+    out = np.full((rows * ncols, *images.shape[1:]), np.nan, np.float32)
+    out[: len(images)] = images
+    return out.reshape(rows, ncols, *images.shape[1:])
+
+
+def image_mosaic(
+    images: np.ndarray,
+    row_labels: Sequence[str] | None = None,
+    col_labels: Sequence[str] | None = None,
+    vrange: tuple[float, float] = (0.0, 1.0),
+    cmap: str = "gray",
+    cell: float = 0.5,
+) -> Figure:
+    """A rows x columns table of images on ONE fixed value range, drawn as a single mosaic.
+
+    Unlike :func:`image_grid`, which rescales every image on its own, all tiles share
+    ``vrange``, so a faint sample looks faint and signed weights keep their sign. The tiles are
+    pasted into one RGB array with white gaps and drawn by one ``imshow`` on one axes: fast
+    however many images there are (one axes per image costs seconds for a 100-sample grid).
+
+    Args:
+        images: (R, K, H, W) grey or (R, K, H, W, 3) colour images. NaN pixels are drawn white,
+            so ragged rows can be padded with NaN tiles (see :func:`grid_rows`).
+        row_labels: R labels drawn left of the rows.
+        col_labels: K labels drawn above the columns.
+        vrange: (lo, hi): values at or below lo take the colour map's first colour (black for
+            "gray"), at or above hi its last; colour images are scaled the same way per channel.
+        cmap: Matplotlib colour map for grey images, e.g. "RdBu_r" with ``vrange=(-1, 1)`` for
+            signed filters (red positive, blue negative).
+        cell: Side of one tile (image plus gap), in inches.
+    """
+    a = np.asarray(images, dtype=np.float32)
+    colour = a.ndim == 5 and a.shape[-1] == 3
+    if a.ndim != 4 and not colour:
+        raise ValueError(f"image_mosaic takes (R, K, H, W[, 3]) images, got shape {a.shape}")
+    rows, cols, h, w = a.shape[:4]
+    if not a.size:
+        raise ValueError(f"image_mosaic got no images (shape {a.shape})")
+    lo, hi = (float(v) for v in vrange)
+    scaled = np.clip((a - lo) / (hi - lo if hi > lo else 1.0), 0.0, 1.0)  # NaN stays NaN
+    blank = np.isnan(scaled).any(axis=-1) if colour else np.isnan(scaled)
+    scaled = np.nan_to_num(scaled)
+    rgb = scaled if colour else matplotlib.colormaps[cmap](scaled)[..., :3].astype(np.float32)
+    rgb[blank] = 1.0
+    gap = max(1, round(min(h, w) / 8))  # white pixels between tiles
+    tiles = np.ones((rows, cols, h + gap, w + gap, 3), np.float32)
+    tiles[:, :, :h, :w] = rgb
+    # (R, K, h', w', 3) → (R·h', K·w', 3), then drop the gap after the last row and column
+    mosaic = tiles.transpose(0, 2, 1, 3, 4).reshape(rows * (h + gap), cols * (w + gap), 3)
+    mosaic = mosaic[:-gap, :-gap]
+    scale = cell / (max(h, w) + gap)  # inches per pixel
+    longest = max((len(str(s)) for s in row_labels or ()), default=0)
+    left = 0.15 + 0.065 * longest if row_labels else 0.05
+    top = 0.25 if col_labels else 0.05
+    ax_w, ax_h = mosaic.shape[1] * scale, mosaic.shape[0] * scale
+    width, height = left + ax_w + 0.05, top + ax_h + 0.05
+    with report_style():
+        fig = new_figure(width, height, constrained=False)
+        ax = fig.add_axes((left / width, 0.05 / height, ax_w / width, ax_h / height))
+        ax.imshow(mosaic, interpolation="nearest", aspect="auto")
+        ax.set_xticks([(w + gap) * c + (w - 1) / 2 for c in range(cols)] if col_labels else [])
+        ax.set_yticks([(h + gap) * r + (h - 1) / 2 for r in range(rows)] if row_labels else [])
+        if col_labels:
+            ax.set_xticklabels(_fit(col_labels, cols), fontsize=8, color="#374151")
+            ax.xaxis.tick_top()
+        if row_labels:
+            ax.set_yticklabels(_fit(row_labels, rows), fontsize=8, color="#374151")
+        ax.tick_params(length=0)
+        ax.grid(False)
+        for spine in ax.spines.values():
+            spine.set_visible(False)
+    return fig
+
+
+def _fit(labels: Sequence[str], n: int) -> list[str]:
+    """Exactly ``n`` labels: extra ones dropped, missing ones blank."""
+    labels = [str(s) for s in labels][:n]
+    return labels + [""] * (n - len(labels))
 
 
 def regression_scatter(y_true: np.ndarray, y_pred: np.ndarray, max_points: int = 5000) -> Figure:

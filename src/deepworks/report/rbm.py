@@ -14,22 +14,20 @@ The pictures come from ``rbm.npz``, written by ``RBMTask.save_pictures`` once tr
 from __future__ import annotations
 
 import math
-import zipfile
 
-import matplotlib
 import numpy as np
-from matplotlib.figure import Figure
 
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure, fmt, table
-from deepworks.report.run_files import RunFiles
-from deepworks.report.style import new_figure, report_style
+from deepworks.report.run_files import RunFiles, read_npz
 from deepworks.tasks.rbm import PICTURES
+
+CELL = 0.56  # inches per tile (image and gap)
 
 
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each RBM section that ``run`` has data for."""
-    pics = _pictures(run)
+    pics = read_npz(run.run_dir / PICTURES)
     out = []
     if "filters" in pics:
         out.append(("rbm-filters", "Learned filters", _filters(pics["filters"])))
@@ -44,67 +42,14 @@ def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _pictures(run: RunFiles) -> dict[str, np.ndarray]:
-    path = run.run_dir / PICTURES
-    if not path.is_file():
-        return {}
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return {}  # a damaged picture file costs its sections, not the report
-
-
-def tile_grid(
-    rows: list[np.ndarray],
-    row_labels: list[str] | None = None,
-    cmap: str = "gray",
-    vmin: float = 0.0,
-    vmax: float = 1.0,
-    cell: float = 0.5,
-) -> Figure:
-    """Rows of (n, h, w) images on one fixed colour scale (unlike ``plots.image_grid``, which
-    rescales each image on its own), each row optionally labelled on its left.
-
-    The tiles are pasted into one mosaic drawn by a single ``imshow`` (white gaps between
-    them): one axes instead of one per tile keeps drawing fast."""
-    ncols = max(len(r) for r in rows)
-    h, w = rows[0].shape[1:]
-    gap = max(1, min(h, w) // 8)
-    mosaic = np.full((len(rows) * (h + gap) - gap, ncols * (w + gap) - gap), np.nan)
-    for r, images in enumerate(rows):
-        for c, image in enumerate(images):
-            top, left = r * (h + gap), c * (w + gap)
-            mosaic[top : top + h, left : left + w] = image
-    label = 0.9 if row_labels else 0.0
-    scale = cell / max(h, w)  # inches per pixel
-    width = mosaic.shape[1] * scale + label + 0.1
-    height = mosaic.shape[0] * scale + 0.1
-    colours = matplotlib.colormaps[cmap].with_extremes(bad="white")
-    with report_style():
-        fig = new_figure(width, height, constrained=False)
-        ax = fig.add_axes(
-            (label / width, 0.05 / height, 1 - (label + 0.1) / width, 1 - 0.1 / height)
-        )
-        ax.imshow(mosaic, cmap=colours, vmin=vmin, vmax=vmax, interpolation="nearest")
-        ax.grid(False)
-        ax.set_xticks([])
-        ax.set_yticks([r * (h + gap) + (h - 1) / 2 for r in range(len(rows))] if row_labels else [])
-        if row_labels:
-            ax.set_yticklabels(row_labels, fontsize=8)
-            ax.tick_params(axis="y", length=0)
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-    return fig
-
-
 def _filters(filters: np.ndarray) -> str:
     n = len(filters)
     per_row = 16 if filters.shape[1] > 1 else 1
     scale = np.abs(filters).reshape(n, -1).max(1).reshape(n, 1, 1)
     unit = filters / np.where(scale > 0, scale, 1.0)  # each filter in [-1, 1]
-    rows = [unit[i : i + per_row] for i in range(0, n, per_row)]
-    fig = tile_grid(rows, cmap="RdBu_r", vmin=-1.0, vmax=1.0)
+    fig = plots.image_mosaic(
+        plots.grid_rows(unit, per_row), vrange=(-1.0, 1.0), cmap="RdBu_r", cell=CELL
+    )
     caption = (
         f"The weights of the first {n} hidden units (rows of W) as images, each scaled by its "
         "own largest |w|: red pixels turn the unit on, blue ones off."
@@ -114,7 +59,7 @@ def _filters(filters: np.ndarray) -> str:
 
 def _chains(chains: np.ndarray, steps: np.ndarray) -> str:
     labels = [f"{int(s)} step" + ("s" if int(s) != 1 else "") for s in steps]
-    fig = tile_grid(list(chains), labels)
+    fig = plots.image_mosaic(chains, labels, cell=CELL)
     caption = (
         f"{chains.shape[1]} Gibbs chains started from the same binary noise, p(v | h) after each "
         "number of steps (one column per chain): what the model generates."
@@ -123,7 +68,7 @@ def _chains(chains: np.ndarray, steps: np.ndarray) -> str:
 
 
 def _reconstructions(inputs: np.ndarray, recon: np.ndarray, split: str) -> str:
-    fig = tile_grid([inputs, recon], ["input", "1 Gibbs step"])
+    fig = plots.image_mosaic(np.stack([inputs, recon]), ["input", "1 Gibbs step"], cell=CELL)
     caption = f"{split.capitalize()} inputs and p(v | h ~ p(h | v)), one Gibbs step from them."
     return figure(plots.fig_to_data_uri(fig), "RBM reconstructions", caption)
 

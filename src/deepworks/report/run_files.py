@@ -12,6 +12,7 @@ import csv
 import json
 import typing
 import zipfile
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -176,6 +177,23 @@ def _read_predictions(path: Path) -> dict[str, np.ndarray] | None:
             shape = tuple(array.shape)
             raise CheckpointError(f"{path}: {key!r} has shape {shape}, expected {n} rows")
     return arrays
+
+
+def read_npz(path: str | Path) -> dict[str, np.ndarray]:
+    """The arrays of an ``.npz`` picture archive a task saved into the run directory (e.g.
+    ``vae_pictures.npz``), or {} when it is missing or damaged: unlike the run's own files it
+    only feeds pictures, so a bad one costs its sections, not the report."""
+    path = Path(path)
+    if not path.is_file():
+        return {}
+    try:
+        loaded = np.load(path, allow_pickle=False)
+        if not isinstance(loaded, Mapping):  # a bare .npy array, not an archive
+            return {}
+        with loaded as npz:
+            return {key: npz[key] for key in npz.files}
+    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+        return {}
 
 
 def _check_evaluation(path: Path, evaluation: dict[str, Any]) -> None:

@@ -8,22 +8,19 @@ Bernoulli data), not rescaled one by one, so a faint sample looks faint.
 
 from __future__ import annotations
 
-import math
-import zipfile
 from typing import Any
 
 import numpy as np
-from matplotlib.figure import Figure
 
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure, fmt, table
-from deepworks.report.run_files import RunFiles
+from deepworks.report.run_files import RunFiles, read_npz
 from deepworks.tasks.vae import PICTURES
 
 
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each VAE section that ``run`` has data for."""
-    pics = _pictures(run)
+    pics = read_npz(run.run_dir / PICTURES)
     out = []
     names = _class_names(run)
     if "samples" in pics:
@@ -41,31 +38,9 @@ def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     return out
 
 
-def _pictures(run: RunFiles) -> dict[str, np.ndarray]:
-    path = run.run_dir / PICTURES
-    if not path.is_file():
-        return {}
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            return {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return {}  # a damaged picture file costs its sections, not the report
-
-
 def _class_names(run: RunFiles) -> list[str] | None:
     names = (run.data or {}).get("class_names")
     return [str(n) for n in names] if names else None
-
-
-def _as_images(a: np.ndarray) -> np.ndarray | None:
-    """(..., C, H, W) or (..., D) with D a square → (..., H, W) grey (first channel) or
-    (..., H, W, 3) colour; None when the values are not an image."""
-    if a.ndim >= 4 and a.shape[-3] in (1, 3):
-        return a[..., 0, :, :] if a.shape[-3] == 1 else np.moveaxis(a, -3, -1)
-    side = math.isqrt(a.shape[-1]) if a.ndim >= 2 else 0
-    if side > 1 and side * side == a.shape[-1]:  # flat features of a square image
-        return a.reshape(*a.shape[:-1], side, side)
-    return None
 
 
 def _value_range(pics: dict[str, np.ndarray], *arrays: np.ndarray) -> tuple[float, float]:
@@ -79,57 +54,8 @@ def _value_range(pics: dict[str, np.ndarray], *arrays: np.ndarray) -> tuple[floa
     return lo, hi if hi > lo else lo + 1
 
 
-def image_table(
-    images: np.ndarray,
-    row_labels: list[str] | None = None,
-    col_labels: list[str] | None = None,
-    vrange: tuple[float, float] = (0.0, 1.0),
-    cell: float = 0.5,
-) -> Figure:
-    """A rows x columns table of images on one fixed grey scale, drawn as one mosaic (one
-    ``imshow`` for all, fast however many images there are).
-
-    Args:
-        images: (R, K, H, W) grey or (R, K, H, W, 3) colour images.
-        row_labels: R labels drawn left of the rows.
-        col_labels: K labels drawn above the columns.
-        vrange: The values drawn black and white.
-        cell: Side of one image, in inches.
-    """
-    rows, cols, h, w = images.shape[:4]
-    lo, hi = vrange
-    scaled = np.clip((np.nan_to_num(images.astype(np.float32)) - lo) / (hi - lo), 0, 1)
-    if scaled.ndim == 4:
-        scaled = np.repeat(scaled[..., None], 3, axis=-1)  # grey → RGB, so gaps can be white
-    gap = max(1, round(h / 8))  # white pixels between images
-    mosaic = np.ones((rows * (h + gap) - gap, cols * (w + gap) - gap, 3), np.float32)
-    for r in range(rows):
-        for c in range(cols):
-            y0, x0 = r * (h + gap), c * (w + gap)
-            mosaic[y0 : y0 + h, x0 : x0 + w] = scaled[r, c]
-    left = 0.45 if row_labels else 0.05
-    top = 0.25 if col_labels else 0.05
-    width, height = left + cols * cell + 0.05, top + rows * cell + 0.05
-    with plots.report_style():
-        fig = plots.new_figure(width, height, constrained=False)
-        ax = fig.add_axes((left / width, 0.05 / height, cols * cell / width, rows * cell / height))
-        ax.imshow(mosaic, interpolation="nearest", aspect="auto")
-        ax.set_xticks([(w + gap) * c + (w - 1) / 2 for c in range(cols)] if col_labels else [])
-        ax.set_yticks([(h + gap) * r + (h - 1) / 2 for r in range(rows)] if row_labels else [])
-        if col_labels:
-            ax.set_xticklabels(col_labels, fontsize=8, color="#374151")
-            ax.xaxis.tick_top()
-        if row_labels:
-            ax.set_yticklabels(row_labels, fontsize=9)
-        ax.tick_params(length=0)
-        ax.grid(False)
-        for spine in ax.spines.values():
-            spine.set_visible(False)
-    return fig
-
-
 def _samples(pics: dict[str, np.ndarray], names: list[str] | None) -> str:
-    samples = _as_images(pics["samples"])
+    samples = plots.as_images(pics["samples"])
     if samples is None:
         return ""
     n = len(samples)
@@ -148,13 +74,13 @@ def _samples(pics: dict[str, np.ndarray], names: list[str] | None) -> str:
         grid = samples[: (n // cols) * cols].reshape(-1, cols, *samples.shape[1:])
         rows = None
         caption = f"{len(grid) * cols} samples: z ~ N(0, I), decoded to the mean image"
-    fig = image_table(grid, rows, vrange=_value_range(pics, samples))
+    fig = plots.image_mosaic(grid, rows, vrange=_value_range(pics, samples))
     return figure(plots.fig_to_data_uri(fig), "samples from the prior", caption)
 
 
 def _interpolation(pics: dict[str, np.ndarray], run: RunFiles) -> str:
-    frames = _as_images(pics["interpolation"])  # (P, T, H, W)
-    ends = _as_images(pics.get("interpolation_ends", np.zeros((0, 2, 1))))
+    frames = plots.as_images(pics["interpolation"], lead=2)  # (P, T, H, W)
+    ends = plots.as_images(pics.get("interpolation_ends", np.zeros((0, 2, 1))), lead=2)
     if frames is None:
         return ""
     steps = frames.shape[1]
@@ -162,7 +88,7 @@ def _interpolation(pics: dict[str, np.ndarray], run: RunFiles) -> str:
     if ends is not None and len(ends) == len(frames):  # the real images at both ends
         frames = np.concatenate([ends[:, :1], frames, ends[:, 1:]], axis=1)
         cols = ["image A", *cols, "image B"]
-    fig = image_table(frames, col_labels=cols, vrange=_value_range(pics, frames))
+    fig = plots.image_mosaic(frames, col_labels=cols, vrange=_value_range(pics, frames))
     conditional = "sample_labels" in pics
     how = (
         "two test images of the same class (the class fixed, z morphs the style)"
@@ -177,8 +103,8 @@ def _interpolation(pics: dict[str, np.ndarray], run: RunFiles) -> str:
 
 
 def _reconstructions(pics: dict[str, np.ndarray], split: str) -> str:
-    originals = _as_images(pics.get("originals", np.zeros((0, 1))))
-    recons = _as_images(pics["reconstructions"])
+    originals = plots.as_images(pics.get("originals", np.zeros((0, 1))))
+    recons = plots.as_images(pics["reconstructions"])
     if originals is None or recons is None or len(originals) != len(recons):
         return ""
     n = len(recons)
@@ -188,7 +114,9 @@ def _reconstructions(pics: dict[str, np.ndarray], split: str) -> str:
     for start in range(0, n - n % cols, cols):
         rows_of_pairs += [originals[start : start + cols], recons[start : start + cols]]
         labels += ["input", "recon"]
-    fig = image_table(np.stack(rows_of_pairs), labels, vrange=_value_range(pics, originals, recons))
+    fig = plots.image_mosaic(
+        np.stack(rows_of_pairs), labels, vrange=_value_range(pics, originals, recons)
+    )
     caption = (
         f"The first {n} {split} images (input) and the decoder's mean at z = μ(x) (recon): what "
         "an image keeps after passing through the latent code"
