@@ -16,6 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from deepworks.data.bundle import invert_scaler
 from deepworks.explain.runs import Loaded
 
 # robust accuracy is measured at these fractions of the input range unless --eps says otherwise
@@ -103,15 +104,6 @@ def calibration_part(y_prob: np.ndarray, y_true: np.ndarray, n_bins: int) -> dic
 # --- 3. robustness -------------------------------------------------------------------------
 
 
-def to_raw(x: torch.Tensor, scaler: dict[str, Any] | None) -> torch.Tensor:
-    """Scaled model inputs -> raw inputs (the inverse of the run's scaler)."""
-    if not scaler or scaler.get("kind", "none") == "none":
-        return x
-    shift = torch.tensor(scaler["shift"], dtype=torch.float32)
-    scale = torch.tensor(scaler["scale"], dtype=torch.float32)
-    return x * scale + shift
-
-
 class FeatureRangeModel(nn.Module):
     """A tabular classifier seen from per-feature [0, 1] coordinates.
 
@@ -148,8 +140,8 @@ def attack_space(run: Loaded) -> tuple[nn.Module, torch.Tensor, tuple[float, flo
     from deepworks.robust.common import InputSpaceModel
 
     scaler = run.info.get("scaler")
-    raw_train = to_raw(run.data.train.x, scaler)
-    raw_test = to_raw(run.data.test.x, scaler)
+    raw_train = invert_scaler(run.data.train.x, scaler)
+    raw_test = invert_scaler(run.data.test.x, scaler)
     if run.data.is_image or raw_train.ndim != 2:
         lo, hi = float(raw_train.min()), float(raw_train.max())
         return InputSpaceModel(run.model, scaler), raw_test, (lo, hi), "raw input units"

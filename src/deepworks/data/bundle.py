@@ -161,3 +161,13 @@ def apply_scaler(x: torch.Tensor | np.ndarray, scaler: dict[str, Any] | None) ->
     shift = torch.tensor(scaler["shift"], dtype=torch.float32)
     scale = torch.tensor(scaler["scale"], dtype=torch.float32)
     return (x - shift) / scale
+
+
+def invert_scaler(x: torch.Tensor, scaler: dict[str, Any] | None) -> torch.Tensor:
+    """Scaled model inputs back to the data's own units: the inverse of :func:`apply_scaler`
+    (on ``x``'s device and dtype)."""
+    if not scaler or scaler.get("kind", "none") == "none":
+        return x
+    shift = torch.tensor(scaler["shift"], dtype=x.dtype, device=x.device)
+    scale = torch.tensor(scaler["scale"], dtype=x.dtype, device=x.device)
+    return x * scale + shift

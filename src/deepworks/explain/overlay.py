@@ -16,8 +16,10 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import torch
 from matplotlib.figure import Figure
 
+from deepworks.data.bundle import invert_scaler
 from deepworks.report.style import new_figure, report_style
 from deepworks.utils import atomic_write_bytes
 
@@ -26,10 +28,7 @@ SIGNED_CMAP, UNSIGNED_CMAP = "RdBu_r", "inferno"
 
 def unscale(x: np.ndarray, scaler: dict[str, Any] | None) -> np.ndarray:
     """Inputs in the data's original units: the inverse of ``apply_scaler``."""
-    x = np.asarray(x, dtype=np.float32)
-    if not scaler or scaler.get("kind", "none") == "none":
-        return x
-    return x * np.asarray(scaler["scale"], np.float32) + np.asarray(scaler["shift"], np.float32)
+    return invert_scaler(torch.as_tensor(np.asarray(x, dtype=np.float32)), scaler).numpy()
 
 
 def pixel_map(values: np.ndarray) -> np.ndarray:

@@ -17,7 +17,6 @@ Each returns the folder written and one printable line per input, class or stage
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 from dataclasses import dataclass
@@ -30,7 +29,7 @@ import torch
 from deepworks.errors import ConfigError, DataError
 from deepworks.explain.attributions import Attribution, Context, attribute
 from deepworks.registry import EXPLAINERS
-from deepworks.utils import atomic_write_bytes, atomic_write_text
+from deepworks.utils import atomic_write_bytes, atomic_write_text, csv_text
 
 SIGNED = {"ig", "input_x_gradient", "deeplift", "deeplift_shap", "occlusion", "kernel_shap", "lime"}
 TASK_TYPES = ("classification", "regression")
@@ -172,14 +171,6 @@ def _out_dir(run: Loaded, name: str, out: str | Path | None) -> Path:
     return Path(out) if out is not None else run.dir / "explain" / name
 
 
-def _csv(rows: list[dict[str, Any]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(rows)
-    return buf.getvalue()
-
-
 def _npy(array: np.ndarray) -> bytes:
     buf = io.BytesIO()
     np.save(buf, np.asarray(array))
@@ -263,7 +254,7 @@ def _per_input_files(run, result: Attribution, x, labels, ids, pred, prob, files
             f"sum of attributions {row['attribution_sum']}{gap}"
         )
         titles.append(f"{true}pred {_name(run, row['pred'])}".replace(", ", "\n"))
-    files["summary.csv"] = _csv(rows)
+    files["summary.csv"] = csv_text(rows)
     if x.ndim == 4:
         images = overlay.unscale(x.cpu().numpy(), run.info.get("scaler"))
         fig = overlay.attribution_figure(
@@ -283,7 +274,7 @@ def _per_input_files(run, result: Attribution, x, labels, ids, pred, prob, files
         for i in range(len(x))
         for j in range(flat.shape[1])
     ]  # fmt: skip
-    files["attributions.csv"] = _csv(table)
+    files["attributions.csv"] = csv_text(table)
     files["features.png"] = overlay.png_bytes(
         overlay.feature_figure(flat, names, [t.replace("\n", ", ") for t in titles])
     )
@@ -304,7 +295,7 @@ def _global_files(run: Loaded, result: Attribution, x: torch.Tensor, files) -> l
         names = _feature_names(run, len(mean))
     order = np.argsort(-mean)
     rows = [{"feature": names[j], "importance": _fmt(mean[j]), "std": _fmt(std[j])} for j in order]
-    files["importance.csv"] = _csv(rows)
+    files["importance.csv"] = csv_text(rows)
     score = result.info["score"]
     if x.ndim == 4:
         pixel = overlay.pixel_map(result.values.cpu().numpy())
@@ -360,7 +351,7 @@ def sanity_run(
     cols = ["trained"] + [f"{label}\nρ {rho:.2f}" for label, rho, _ in result.stages]
     picture = overlay.map_grid(grids, cols, [f"input {i}" for i in range(show)])
     files = {
-        "sanity.csv": _csv(rows),
+        "sanity.csv": csv_text(rows),
         "sanity.png": overlay.png_bytes(picture),
         "explain.json": json.dumps(
             {"method": method, "mode": mode, "same": result.same, "inputs": len(x),
@@ -419,7 +410,7 @@ def visualize_run(
     for t, a, b in zip(vis.targets, vis.start.tolist(), vis.end.tolist(), strict=True):
         lines.append(f"{what} {t}: activation {a:.3f} -> {b:.3f}")
         rows.append({"target": t, "start": _fmt(a), "end": _fmt(b)})
-    files: dict[str, bytes | str] = {"summary.csv": _csv(rows), "images.npy": _npy(images)}
+    files: dict[str, bytes | str] = {"summary.csv": csv_text(rows), "images.npy": _npy(images)}
     if len(shape) == 3:
         from deepworks.report.plots import image_grid
 

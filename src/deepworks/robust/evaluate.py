@@ -14,7 +14,6 @@ directory is one line and leaves the run as it was.
 
 from __future__ import annotations
 
-import csv
 import io
 import json
 import time
@@ -24,10 +23,11 @@ from typing import Any
 
 import torch
 
+from deepworks.data.bundle import invert_scaler
 from deepworks.errors import ConfigError
 from deepworks.registry import ATTACKS, accepted_kwargs
 from deepworks.robust.common import InputSpaceModel, build_attack, require_classes, run_attack
-from deepworks.utils import atomic_write_bytes, atomic_write_text, resolve_device
+from deepworks.utils import atomic_write_bytes, atomic_write_text, csv_text, resolve_device
 
 EXAMPLES = 8  # adversarial examples drawn in examples.png
 
@@ -115,7 +115,7 @@ def attack_run(
         raise ConfigError(f"--split {split}: the run has no in-memory {split} split")
     scaler = info.get("scaler")
     space = InputSpaceModel(model, scaler)
-    raw_train = _to_raw(data.train.x, scaler)
+    raw_train = invert_scaler(data.train.x, scaler)
     lo = float(raw_train.min()) if clip_min is None else float(clip_min)
     hi = float(raw_train.max()) if clip_max is None else float(clip_max)
     attacks = []
@@ -124,7 +124,7 @@ def attack_run(
         attack.check_eps(part.x[0].numel())
         attacks.append(attack)
 
-    x, y = _to_raw(part.x, scaler), part.y
+    x, y = invert_scaler(part.x, scaler), part.y
     if n is not None:
         x, y = x[:n], y[:n]
     device = resolve_device(cfg.train.device)
@@ -157,7 +157,7 @@ def attack_run(
     folder = Path(out) if out is not None else run_dir / "attacks" / method
     folder.mkdir(parents=True, exist_ok=True)
     atomic_write_text(folder / "results.json", json.dumps(report, indent=1))
-    atomic_write_text(folder / "results.csv", _csv(results))
+    atomic_write_text(folder / "results.csv", csv_text(results))
     if data.is_image and examples is not None:
         e, res = examples
         atomic_write_bytes(
@@ -165,15 +165,6 @@ def attack_run(
         )
     report["out"] = str(folder)
     return report
-
-
-def _to_raw(x: torch.Tensor, scaler: dict[str, Any] | None) -> torch.Tensor:
-    """Scaled model inputs -> raw inputs (the inverse of ``apply_scaler``)."""
-    if not scaler or scaler.get("kind", "none") == "none":
-        return x
-    shift = torch.tensor(scaler["shift"], dtype=torch.float32)
-    scale = torch.tensor(scaler["scale"], dtype=torch.float32)
-    return x * scale + shift
 
 
 def _figures(eps: float, x, y, res: dict[str, torch.Tensor], seconds: float) -> dict[str, float]:
@@ -191,14 +182,6 @@ def _figures(eps: float, x, y, res: dict[str, torch.Tensor], seconds: float) -> 
         "mean_l2": float(delta.norm(dim=1).mean()),
         "seconds": round(seconds, 3),
     }
-
-
-def _csv(results: list[dict[str, float]]) -> str:
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(results[0]), lineterminator="\n")
-    writer.writeheader()
-    writer.writerows(results)
-    return buf.getvalue()
 
 
 def _examples_png(x, y, res, eps: float, lo: float, hi: float, names) -> bytes:

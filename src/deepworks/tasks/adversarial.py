@@ -47,7 +47,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepworks.config import LossConfig
-from deepworks.data.bundle import DataBundle, Split
+from deepworks.data.bundle import DataBundle, Split, invert_scaler
 from deepworks.errors import ConfigError
 from deepworks.registry import register_task
 from deepworks.robust.common import (
@@ -144,11 +144,7 @@ class AdversarialClassification(Classification):
 
     def to_raw(self, x: torch.Tensor) -> torch.Tensor:
         """Model inputs (scaled like the training data) -> raw inputs."""
-        if not self.scaler or self.scaler.get("kind", "none") == "none":
-            return x
-        shift = torch.tensor(self.scaler["shift"], dtype=x.dtype, device=x.device)
-        scale = torch.tensor(self.scaler["scale"], dtype=x.dtype, device=x.device)
-        return x * scale + shift
+        return invert_scaler(x, self.scaler)
 
     def input_space(self, model: nn.Module) -> InputSpaceModel:
         """``model`` seen from the raw input space (cached while the model stays the same)."""
