@@ -18,13 +18,16 @@ demo: $(STAMP)
 	$(BIN)/deepworks train examples/digits_mlp.yaml --out runs
 
 # Tests run many tiny models side by side with CLI subprocesses; one OpenMP thread each keeps
-# small convolutions from spin-waiting on a busy core (tens of times slower on 2 cores).
+# small convolutions from spin-waiting on a busy core (tens of times slower on 2 cores). The
+# suite runs on WORKERS pytest-xdist processes, each taking whole test files (--dist loadfile,
+# so a module's shared fixtures are built once).
+WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
-	OMP_NUM_THREADS=1 $(BIN)/pytest -x -q -m "not slow"
+	OMP_NUM_THREADS=1 $(BIN)/pytest -x -q -m "not slow" -n $(WORKERS) --dist loadfile
 
 test-all: $(STAMP)
-	OMP_NUM_THREADS=1 $(BIN)/pytest -x -q
+	OMP_NUM_THREADS=1 $(BIN)/pytest -x -q -n $(WORKERS) --dist loadfile
 
 bench: $(STAMP)
 	$(BIN)/pip install -q --disable-pip-version-check -e '.[dev,bench]'
