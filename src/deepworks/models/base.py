@@ -70,3 +70,22 @@ class Model(nn.Module):
 
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
+
+
+class EncoderDecoder(Model):
+    """Base of sequence-to-sequence models: ``forward(src, tgt_in)`` gives logits per target
+    position; subclasses keep the target embedding in ``self.tgt_embed`` and the padding id in
+    ``self.pad_id``, so that a new target vocabulary replaces both the head and the embedding."""
+
+    def forward(
+        self, src: torch.Tensor, tgt_in: torch.Tensor, teacher_forcing: float = 1.0
+    ) -> torch.Tensor:
+        """Logits (B, T, num_classes) for source ids (B, S) and target inputs (B, T)."""
+        return self.forward_head(self.forward_features(src, tgt_in, teacher_forcing))
+
+    def reset_classifier(self, num_classes: int) -> None:
+        """A new target vocabulary: fresh output layer and target embedding."""
+        super().reset_classifier(num_classes)
+        old = self.tgt_embed
+        self.tgt_embed = nn.Embedding(num_classes, old.embedding_dim, padding_idx=self.pad_id)
+        self.tgt_embed.to(device=old.weight.device, dtype=old.weight.dtype)

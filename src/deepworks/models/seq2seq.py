@@ -34,7 +34,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepworks.data.text.vocab import BOS_ID, EOS_ID, PAD_ID
-from deepworks.models.base import Model
+from deepworks.models.base import EncoderDecoder
 from deepworks.models.beam import Beam
 from deepworks.registry import register_model
 
@@ -84,7 +84,7 @@ def attend(
 
 
 @register_model("seq2seq")
-class Seq2Seq(Model):
+class Seq2Seq(EncoderDecoder):
     """Encoder-decoder RNN with Bahdanau, Luong or no attention.
 
     Args:
@@ -241,19 +241,6 @@ class Seq2Seq(Model):
         self, src: torch.Tensor, tgt_in: torch.Tensor, teacher_forcing: float = 1.0
     ) -> torch.Tensor:
         return self.decode(src, tgt_in, teacher_forcing)[0]
-
-    def forward(
-        self, src: torch.Tensor, tgt_in: torch.Tensor, teacher_forcing: float = 1.0
-    ) -> torch.Tensor:
-        """Logits (B, T, num_classes) for source ids (B, S) and target inputs (B, T)."""
-        return self.forward_head(self.forward_features(src, tgt_in, teacher_forcing))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new target vocabulary: fresh output layer and target embedding."""
-        super().reset_classifier(num_classes)
-        old = self.tgt_embed
-        self.tgt_embed = nn.Embedding(num_classes, old.embedding_dim, padding_idx=self.pad_id)
-        self.tgt_embed.to(device=old.weight.device, dtype=old.weight.dtype)
 
     # --- inference --------------------------------------------------------------------------
     @torch.no_grad()

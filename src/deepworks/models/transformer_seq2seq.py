@@ -45,7 +45,7 @@ from deepworks.layers.attention import (
     SinusoidalPositions,
     TransformerBlock,
 )
-from deepworks.models.base import Model
+from deepworks.models.base import EncoderDecoder
 from deepworks.models.beam import Beam
 from deepworks.registry import register_model
 
@@ -77,7 +77,7 @@ def _cross_attention_weights(block: TransformerBlock) -> Iterator[dict[str, torc
 
 
 @register_model("transformer_seq2seq")
-class TransformerSeq2Seq(Model):
+class TransformerSeq2Seq(EncoderDecoder):
     """Encoder-decoder Transformer with a KV-cached greedy decoder and beam search.
 
     Args:
@@ -225,18 +225,6 @@ class TransformerSeq2Seq(Model):
             tgt_in = torch.cat([tgt_in[:, :1], mixed], dim=1)
         return self.run_decoder(tgt_in, memory, padding)[0]
 
-    def forward(
-        self, src: torch.Tensor, tgt_in: torch.Tensor, teacher_forcing: float = 1.0
-    ) -> torch.Tensor:
-        """Logits (B, T, num_classes) for source ids (B, S) and target inputs (B, T)."""
-        return self.forward_head(self.forward_features(src, tgt_in, teacher_forcing))
-
-    def reset_classifier(self, num_classes: int) -> None:
-        """A new target vocabulary: fresh output layer and target embedding."""
-        super().reset_classifier(num_classes)
-        old = self.tgt_embed
-        self.tgt_embed = nn.Embedding(num_classes, old.embedding_dim, padding_idx=self.pad_id)
-        self.tgt_embed.to(device=old.weight.device, dtype=old.weight.dtype)
         self._init_embeddings()
 
     @torch.no_grad()
