@@ -45,11 +45,7 @@ import datetime as dt
 import gc
 import json
 import os
-import platform
-import re
-import resource
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -62,6 +58,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
+from common import machine, maxrss_kb, reset_peak_rss, status_kb
 from deepworks.layers.attention import MultiHeadAttention
 from deepworks.layers.linear_attention import LinearAttention
 
@@ -126,29 +123,6 @@ def measure_time(args: argparse.Namespace, length: int, console: Console) -> dic
 
 
 # --- peak memory -------------------------------------------------------------------------------
-def _status_kb(field: str) -> int | None:
-    """A ``kB`` field of ``/proc/self/status`` (Linux), e.g. ``VmRSS`` or ``VmHWM``."""
-    try:
-        m = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    except OSError:
-        return None
-    return int(m.group(1)) if m else None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's RSS high-water mark to the current RSS (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _maxrss_kb() -> int:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss // 1024 if sys.platform == "darwin" else rss  # bytes on macOS, kB on Linux
-
-
 def _trim_heap() -> bool:
     """Give the allocator's free pages back to the OS (glibc ``malloc_trim``), so that the RSS
     before the next measurement holds no freed memory for it to reuse unseen."""
@@ -171,12 +145,12 @@ def child(args: argparse.Namespace, kind: str, lengths: list[int]) -> dict[str, 
     for length in lengths:
         x = make_input(args.batch, length, args.dim, "cpu")
         trimmed = _trim_heap()
-        before_kb = _status_kb("VmRSS")
-        reset = before_kb is not None and _reset_peak_rss()
+        before_kb = status_kb("VmRSS")
+        reset = before_kb is not None and reset_peak_rss()
         if not reset:
-            before_kb = _maxrss_kb()  # no reset: the increase is over the process's peak so far
+            before_kb = maxrss_kb()  # no reset: the increase is over the process's peak so far
         step(kind, layer, x, args.causal)
-        peak_kb = _status_kb("VmHWM") if reset else _maxrss_kb()
+        peak_kb = status_kb("VmHWM") if reset else maxrss_kb()
         del x
         out[str(length)] = {
             "rss_before_mb": before_kb / 1024,
@@ -229,34 +203,6 @@ def shape_args(args: argparse.Namespace) -> list[str]:
 
 
 # --- reporting ---------------------------------------------------------------------------------
-def machine(device: str) -> dict[str, Any]:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
-    rev = subprocess.run(
-        ["git", "describe", "--always", "--dirty"],
-        capture_output=True,
-        text=True,
-        cwd=Path(__file__).parent,
-        check=False,
-    ).stdout.strip()
-    return {
-        "hostname": socket.gethostname(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "gpu": torch.cuda.get_device_name() if device.startswith("cuda") else None,
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "git": rev,
-        "torch_threads": torch.get_num_threads(),
-    }
-
-
 def growth(values: dict[int, float]) -> dict[int, float]:
     """value(L) / value(L / 2) for each measured L whose half was measured too."""
     return {n: v / values[n // 2] for n, v in values.items() if values.get(n // 2)}
@@ -313,7 +259,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(child(args, args.child, args.lengths)))
         return 0
     console = Console(width=max(Console().width, 150))
-    info = machine(args.device)
+    gpu = torch.cuda.get_device_name() if args.device.startswith("cuda") else None
+    info = machine(gpu=gpu)
     load_before = os.getloadavg()
     t0 = time.perf_counter()
     results: dict[int, dict[str, Any]] = {}

@@ -61,11 +61,7 @@ import gc
 import json
 import logging
 import os
-import platform
-import re
-import resource
 import shlex
-import socket
 import statistics
 import subprocess
 import sys
@@ -83,6 +79,7 @@ from rich.table import Table
 from torch import nn
 from torch.utils.data import DataLoader, TensorDataset
 
+import common
 import deepworks as dw
 from deepworks.data import Split
 
@@ -557,29 +554,6 @@ def measure(w: Workload, contenders: list[str], repeats: int, console: Console) 
 
 
 # --- peak memory, one fresh process per contender ------------------------------------------------
-def _status_kb(field: str) -> int | None:
-    """A ``kB`` field of ``/proc/self/status`` (Linux), e.g. ``VmRSS`` or ``VmHWM``."""
-    try:
-        m = re.search(rf"^{field}:\s+(\d+) kB", Path("/proc/self/status").read_text(), re.M)
-    except OSError:
-        return None
-    return int(m.group(1)) if m else None
-
-
-def _reset_peak_rss() -> bool:
-    """Reset the kernel's RSS high-water mark to the current RSS (Linux >= 4.0)."""
-    try:
-        Path("/proc/self/clear_refs").write_text("5")
-    except OSError:
-        return False
-    return True
-
-
-def _maxrss_kb() -> int:
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
-    return rss // 1024 if sys.platform == "darwin" else rss  # bytes on macOS, kB on Linux
-
-
 class AnonPeak(threading.Thread):
     """Samples the process's anonymous resident memory (``RssAnon``) and keeps its maximum.
 
@@ -634,16 +608,16 @@ def child(contender: str, workload: str, quick: bool) -> dict:
         _keras_data(w)  # the channels_last copy is data, made before the baseline as for the others
     _first_step_imports()
     gc.collect()
-    before_kb = _status_kb("VmRSS")
-    reset = before_kb is not None and _reset_peak_rss()
+    before_kb = common.status_kb("VmRSS")
+    reset = before_kb is not None and common.reset_peak_rss()
     if not reset:
-        before_kb = _maxrss_kb()  # no reset: the increase is over the process's peak so far
+        before_kb = common.maxrss_kb()  # no reset: the increase is over the process's peak so far
     anon = AnonPeak() if Path("/proc/self/statm").exists() else None
     if anon is not None:
         anon_before_kb = anon.peak_kb
         anon.start()
     run = RUNNERS[contender](w, 1)  # the peak is reached within the first epoch
-    peak_kb = _status_kb("VmHWM") if reset else _maxrss_kb()
+    peak_kb = common.status_kb("VmHWM") if reset else common.maxrss_kb()
     out = {
         "rss_before_mb": before_kb / 1024,
         "rss_peak_mb": peak_kb / 1024,
@@ -685,37 +659,12 @@ def measure_memory(w: Workload, contenders: list[str], quick: bool, threads: int
 
 # --- reporting -----------------------------------------------------------------------------------
 def machine() -> dict:
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        cpu = platform.processor() or "unknown"
-    try:
-        rev = subprocess.run(
-            ["git", "describe", "--always", "--dirty"],
-            capture_output=True,
-            text=True,
-            cwd=Path(__file__).parent,
-            check=False,
-        ).stdout.strip()
-    except OSError:
-        rev = ""
     pl, k = lightning(), keras()
-    return {
-        "hostname": socket.gethostname(),
-        "cpu": cpu,
-        "cores": os.cpu_count(),
-        "torch": torch.__version__,
-        "python": platform.python_version(),
-        "deepworks": dw.__version__,
-        "pytorch_lightning": pl.__version__ if pl else None,
-        "keras": k.__version__ if k else None,
-        "git": rev,
-        "torch_threads": torch.get_num_threads(),
-    }
+    return common.machine(
+        deepworks=dw.__version__,
+        pytorch_lightning=pl.__version__ if pl else None,
+        keras=k.__version__ if k else None,
+    )
 
 
 def table(results: list[dict]) -> Table:

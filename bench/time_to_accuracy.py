@@ -30,9 +30,7 @@ import argparse
 import datetime as dt
 import json
 import os
-import platform
 import statistics
-import subprocess
 import sys
 import time
 from pathlib import Path
@@ -43,6 +41,7 @@ from rich.table import Table
 from torch import nn
 
 import deepworks as dw
+from common import machine
 from deepworks.data import Split
 from deepworks.train.callbacks import Callback
 
@@ -151,23 +150,6 @@ CONTENDERS = {
 }
 
 
-def machine() -> dict:
-    cpu = next(
-        (line.split(":", 1)[1].strip() for line in Path("/proc/cpuinfo").read_text().splitlines()
-         if line.startswith("model name")), platform.processor(),
-    ) if Path("/proc/cpuinfo").exists() else platform.processor()  # fmt: skip
-    try:
-        rev = subprocess.run(["git", "describe", "--always", "--dirty"], capture_output=True,
-                             text=True, check=False).stdout.strip()  # fmt: skip
-    except OSError:
-        rev = ""
-    return {
-        "host": platform.node(), "cpu": cpu, "cores": os.cpu_count(), "torch": torch.__version__,
-        "python": platform.python_version(), "git": rev, "threads": torch.get_num_threads(),
-        "loadavg": os.getloadavg(),
-    }  # fmt: skip
-
-
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, default=3)
@@ -183,7 +165,7 @@ def main(argv: list[str] | None = None) -> dict:
     data, cfg = load_data()
     runs: dict[str, list[dict]] = {n: [] for n in names}
     started = dt.datetime.now(dt.UTC).isoformat(timespec="seconds")
-    info = machine()
+    info = machine(loadavg=os.getloadavg())
     for seed in seeds:  # interleaved: every contender once per seed
         for name in names:
             if name == "baseline":
