@@ -6,24 +6,13 @@ from __future__ import annotations
 import base64
 import io
 import re
-import shutil
-import subprocess
 
 import numpy as np
 import pytest
 from PIL import Image
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
-FLAGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
+from .browser import chromium, needs_chromium
+
 # Appended to a copy of the card: once the page has loaded, write each image's natural size
 # into the DOM, where --dump-dom shows it.
 PROBE = (
@@ -68,19 +57,11 @@ def test_every_embedded_png_decodes(card):
         assert pixels.std() > 5  # a drawing, not a blank canvas
 
 
-def _chromium(args: list[str], tmp_path) -> subprocess.CompletedProcess:
-    command = [CHROMIUM, *FLAGS, f"--user-data-dir={tmp_path / 'profile'}", *args]
-    try:
-        return subprocess.run(command, capture_output=True, text=True, timeout=60, check=False)
-    except subprocess.TimeoutExpired:
-        pytest.skip("chromium did not finish within 60 s")
-
-
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@needs_chromium
 def test_card_renders_and_every_image_loads(card, tmp_path):
     path, audit = card
     screenshot = tmp_path / "card.png"
-    _chromium([f"--screenshot={screenshot}", "--window-size=1200,2400", path.resolve().as_uri()],
+    chromium([f"--screenshot={screenshot}", "--window-size=1200,2400", path.resolve().as_uri()],
               tmp_path)  # fmt: skip
     assert screenshot.is_file(), "chromium wrote no screenshot"
     pixels = np.asarray(Image.open(screenshot).convert("RGB"), dtype=np.float32)
@@ -91,7 +72,7 @@ def test_card_renders_and_every_image_loads(card, tmp_path):
 
     probe = tmp_path / "probe.html"
     probe.write_text(path.read_text().replace("</body>", PROBE + "</body>"))
-    result = _chromium(["--dump-dom", "--virtual-time-budget=5000", probe.resolve().as_uri()],
+    result = chromium(["--dump-dom", "--virtual-time-budget=5000", probe.resolve().as_uri()],
                        tmp_path)  # fmt: skip
     found = re.search(r'<pre id="image-probe">([^<]*)</pre>', result.stdout)
     assert found, f"the probe did not run\n{result.stderr[-2000:]}"

@@ -2,39 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-import subprocess
-
 import numpy as np
-import pytest
 from PIL import Image
 
-CHROMIUM = shutil.which("chromium") or shutil.which("chromium-browser")
+from .browser import chromium, needs_chromium
 
 
-@pytest.mark.skipif(CHROMIUM is None, reason="chromium is not installed")
+@needs_chromium
 def test_report_renders_in_headless_chromium(report_of, tmp_path):
     report, _ = report_of("images")
     screenshot = tmp_path / "report.png"
-    command = [
-        CHROMIUM,
-        "--headless",
-        "--no-sandbox",
-        "--disable-gpu",
-        "--disable-quic",
-        "--no-first-run",
-        "--disable-background-networking",
-        "--disable-component-update",
-        "--disable-sync",
-        f"--user-data-dir={tmp_path / 'profile'}",
-        f"--screenshot={screenshot}",
-        "--window-size=1200,2000",
-        report.resolve().as_uri(),
-    ]
-    try:
-        subprocess.run(command, capture_output=True, timeout=60, check=False)
-    except subprocess.TimeoutExpired:
-        pytest.skip("chromium did not finish within 60 s")
+    args = [f"--screenshot={screenshot}", "--window-size=1200,2000", report.resolve().as_uri()]
+    chromium(args, tmp_path)
     assert screenshot.is_file(), "chromium wrote no screenshot"
     pixels = np.asarray(Image.open(screenshot).convert("RGB"), dtype=np.float32)
     assert pixels.shape[:2] == (2000, 1200)
