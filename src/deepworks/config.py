@@ -138,6 +138,8 @@ class TrainConfig(Strict):
     checkpoint: CheckpointConfig | None = CheckpointConfig()
     callbacks: list[CallbackConfig] = []
     on_nonfinite: Literal["stop", "skip_batch", "raise"] = "stop"
+    # steps between host reads of the NaN/Inf check; None: 1 on the CPU, log_every_n_steps else
+    check_finite_every: int | None = Field(None, ge=1)
     val_metrics: Literal["quick", "full"] = "quick"  # per-epoch validation: headline metrics
     log_every_n_steps: int = Field(50, ge=1)
     progress: bool = True

@@ -2,8 +2,9 @@
 
 What one step means belongs to the Task (``deepworks.tasks``). The loop is written for speed:
 batches come from a tensor-resident batcher, the running loss stays on the device and is read only
-every ``log_every_n_steps`` steps, gradients are reset with ``set_to_none``, and on CUDA the
-optimizer is fused and bf16 autocast is on by default.
+every ``log_every_n_steps`` steps, gradients are reset with ``set_to_none``, the optimizer is
+fused, and on CUDA bf16 autocast is on by default and the finiteness check of the loss is kept on
+the device too (``deepworks.train.finite``), so no step waits for the GPU.
 
 Example:
     >>> trainer = Trainer(epochs=20, optimizer={"name": "adam", "lr": 1e-3})
@@ -32,6 +33,7 @@ from deepworks.data.bundle import DataBundle, LazySplit, Split
 from deepworks.errors import CheckpointError, ConfigError, DeepworksError
 from deepworks.registry import CALLBACKS, TASKS
 from deepworks.tasks.base import Diverged, Task
+from deepworks.train.finite import FiniteWatch, skips_on_found_inf
 from deepworks.train.callbacks import (
     EMA,
     Callback,
@@ -104,6 +106,7 @@ class Trainer:
         self.epoch = 0
         self.global_step = 0
         self.batch_in_epoch = 0
+        self.watch: FiniteWatch | None = None  # the device-side NaN/Inf check (see fit)
         self.batches_per_epoch = 0
         self.total_steps = 0
         self.should_stop = False
@@ -218,11 +221,18 @@ class Trainer:
             )
         self.callbacks = self._build_callbacks()
         batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
+        scaler = torch.amp.GradScaler(enabled=c.precision == "fp16" and self.device.type == "cuda")
+        # the finiteness check: read every step on the CPU (free there), else kept on the device
+        every = c.check_finite_every or (1 if self.device.type == "cpu" else c.log_every_n_steps)
+        deferred = every > 1 and not manual and c.on_nonfinite != "skip_batch"
+        deferred = deferred and not scaler.is_enabled() and skips_on_found_inf(self.optimizer)
+        self.watch = FiniteWatch(self.device) if deferred else None
+        saver = next((cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)), None)
+        save_every = saver.every_n_steps if saver is not None else None
         # named regions for the profiler (``--profile``); free no-ops otherwise
         profiling = any(getattr(cb, "profiles", False) for cb in self.callbacks)
         mark = torch.profiler.record_function if profiling else _no_region
         penalized = self._penalty_params() if (c.l1 or c.l2) else []
-        scaler = torch.amp.GradScaler(enabled=c.precision == "fp16" and self.device.type == "cuda")
         history: list[dict[str, Any]] = []
         samples, t_train = 0, 0.0
         self.should_stop, self.stop_reason = False, ""
@@ -261,7 +271,9 @@ class Trainer:
                     if not manual:
                         if penalized:
                             loss = loss + self._penalty(penalized)
-                        if not self._finite(loss, "loss"):
+                        if self.watch is not None:
+                            self.watch.note(loss, self.global_step + 1)
+                        elif not self._finite(loss, "loss"):
                             if c.on_nonfinite == "skip_batch":
                                 self.optimizer.zero_grad(set_to_none=True)
                                 continue
@@ -288,6 +300,13 @@ class Trainer:
                         self.scheduler.step()
                     self.global_step += 1
                     self._running = (running, stats, seen, counted)
+                    if self.watch is not None and (
+                        self.global_step % every == 0
+                        or (save_every and self.global_step % save_every == 0)
+                        or signals.caught is not None
+                    ):
+                        if self._read_watch():
+                            break
                     for cb in batch_end:
                         cb.on_batch_end(self, loss.detach())
                     if signals.caught is not None:
@@ -296,6 +315,8 @@ class Trainer:
                         self.should_stop = True
                         self.stop_reason = f"max_steps={c.max_steps} reached"
                         break
+                if self.watch is not None and not self.stop_reason.startswith("non-finite"):
+                    self._read_watch()
                 if self.stop_reason.startswith(("non-finite", "diverged")):
                     break  # nothing of this epoch is logged or checkpointed
                 t_train += time.perf_counter() - t0
@@ -366,7 +387,6 @@ class Trainer:
         """Check a loss or gradient norm; on a non-finite value act per ``on_nonfinite``."""
         if bool(torch.isfinite(value)):
             return True
-        c = self.config
         culprit = name
         if name == "gradient norm":
             culprit = next(
@@ -377,8 +397,28 @@ class Trainer:
                 ),
                 "gradient",
             )
+        self._nonfinite(culprit, float(value.detach()), self.global_step + 1)
+        return False
+
+    def _read_watch(self) -> bool:
+        """Read the device-side finiteness record (one sync); True if training must stop.
+
+        The fused optimizer skipped every update from the first non-finite step on, so the weights
+        and optimizer state are those of the step before it; the step counter goes back there too.
+        """
+        found = self.watch.read()
+        if found is None:
+            return False
+        step, value, name = found
+        self.global_step = step - 1
+        self._nonfinite(name, value, step)
+        return True
+
+    def _nonfinite(self, culprit: str, value: float, step: int) -> None:
+        """Act per ``on_nonfinite`` on a non-finite loss or gradient found at ``step``."""
+        c = self.config
         message = (
-            f"non-finite {culprit} ({float(value.detach())}) at step {self.global_step + 1} "
+            f"non-finite {culprit} ({value}) at step {step} "
             f"(epoch {self.epoch}); the last checkpoint is the last finite state. "
             "Lower train.optimizer.lr, set train.grad_clip_norm, or check the data"
         )
@@ -387,7 +427,6 @@ class Trainer:
         self.optimizer.zero_grad(set_to_none=True)
         if c.on_nonfinite == "stop":
             self.should_stop, self.stop_reason = True, message
-        return False
 
     def _diverged(self, what: str) -> None:
         """The task found training beyond repair: stop (or raise, per ``on_nonfinite``) with a
@@ -440,9 +479,18 @@ class Trainer:
                 torch.nn.utils.clip_grad_value_(params, c.grad_clip_value)
             if clip_norm:
                 norm = torch.nn.utils.clip_grad_norm_(params, clip_norm)
-                if not scaler.is_enabled() and not self._finite(norm, "gradient norm"):
+                if self.watch is not None:
+                    self.watch.note(norm, self.global_step + 1, kind=1)
+                elif not scaler.is_enabled() and not self._finite(norm, "gradient norm"):
                     return False
-        scaler.step(self.optimizer)
+        if self.watch is None:
+            scaler.step(self.optimizer)
+        else:  # skipped in the kernel once anything was non-finite (read later, see _read_watch)
+            self.optimizer.found_inf = self.watch.found_inf
+            try:
+                self.optimizer.step()
+            finally:
+                del self.optimizer.found_inf
         scaler.update()
         self.optimizer.zero_grad(set_to_none=True)
         return True
