@@ -78,8 +78,8 @@ def test_deferred_stop_equals_the_per_step_stop(tmp_path):
     sa, sb = each.optimizer.state_dict()["state"], late.optimizer.state_dict()["state"]
     for i in sa:
         assert all(torch.equal(sa[i][k], sb[i][k]) for k in sa[i])
-    steps = [int(p.name.split("-")[-1]) for p in CheckpointDir(tmp_path / "late/checkpoints").steps()]
-    assert max(steps) == 8
+    saved = CheckpointDir(tmp_path / "late/checkpoints").steps()
+    assert max(int(p.name.split("-")[-1]) for p in saved) == 8
     tensors, _ = load_checkpoint(tmp_path / "late/checkpoints/last")
     assert all(torch.isfinite(t).all() for t in tensors["model"].values())
 

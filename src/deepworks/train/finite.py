@@ -67,6 +67,5 @@ def skips_on_found_inf(optimizer: torch.optim.Optimizer) -> bool:
     """Whether ``optimizer.step`` honours a ``found_inf`` tensor (fused Adam, AdamW, SGD,
     Adagrad): only then can a non-finite step be left out without the host knowing."""
     return bool(
-        getattr(optimizer, "_step_supports_amp_scaling", False)
-        and optimizer.defaults.get("fused")
+        getattr(optimizer, "_step_supports_amp_scaling", False) and optimizer.defaults.get("fused")
     )

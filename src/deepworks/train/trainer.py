@@ -33,7 +33,6 @@ from deepworks.data.bundle import DataBundle, LazySplit, Split
 from deepworks.errors import CheckpointError, ConfigError, DeepworksError
 from deepworks.registry import CALLBACKS, TASKS
 from deepworks.tasks.base import Diverged, Task
-from deepworks.train.finite import FiniteWatch, skips_on_found_inf
 from deepworks.train.callbacks import (
     EMA,
     Callback,
@@ -49,6 +48,7 @@ from deepworks.train.checkpoint import (
     save_checkpoint,
     split_tensors,
 )
+from deepworks.train.finite import FiniteWatch, skips_on_found_inf
 from deepworks.train.rng import get_rng_state, set_rng_state
 from deepworks.transfer import freeze_backbone, keep_frozen_norms_in_eval
 from deepworks.utils import resolve_device, seed_everything
@@ -300,13 +300,16 @@ class Trainer:
                         self.scheduler.step()
                     self.global_step += 1
                     self._running = (running, stats, seen, counted)
-                    if self.watch is not None and (
-                        self.global_step % every == 0
-                        or (save_every and self.global_step % save_every == 0)
-                        or signals.caught is not None
+                    if (
+                        self.watch is not None
+                        and (
+                            self.global_step % every == 0
+                            or (save_every and self.global_step % save_every == 0)
+                            or signals.caught is not None
+                        )
+                        and self._read_watch()
                     ):
-                        if self._read_watch():
-                            break
+                        break
                     for cb in batch_end:
                         cb.on_batch_end(self, loss.detach())
                     if signals.caught is not None:
