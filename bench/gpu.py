@@ -3,10 +3,12 @@
 Two workloads, each trained by three contenders on synthetic data resident on the GPU:
 
 - ``resnet``: ResNet-18 (``dw.create_model("resnet", depth=18, ...)``, the small 3x3 stem for
-  32x32 inputs) on 50,000 random 3x32x32 images with random labels (10 classes), batch 512;
+  32x32 inputs) on 50,000 random 3x32x32 images with random labels (10 classes), batch 512
+  (the data is cut to whole batches, 49,664 images, so that every step has the same shape);
 - ``gpt``: a GPT of dim 512, depth 8, 8 heads, vocabulary 8,192, context 1,024 (about 34M
-  parameters, printed) trained as a language model on random token sequences: the targets are
-  the inputs shifted by one position, batch 32 (32,768 tokens a step).
+  parameters, printed) trained as a language model on 4,096 random token sequences (ids from
+  1 up: 0 is the padding id): the targets are the inputs shifted by one position, batch 32
+  (32,768 tokens a step).
 
 The contenders:
 
@@ -22,10 +24,11 @@ The contenders:
 
 All three use AdamW (lr 3e-4, weight decay 0.01) from the same seeded initialization.
 
-Timing: each contender first runs ``--warmup`` untimed steps (cuDNN autotuning, the allocator's
-first growth, and for ``deepworks_compile`` the whole compilation), then ``--repeats`` timed
-windows of ``--steps`` optimizer steps each, back to back in the same run. Each window ends with
-``torch.cuda.synchronize()`` before the clock is read, so every queued kernel is counted. For
+Timing: each contender first runs ``--warmup`` untimed steps (20: the first calls into cuDNN and
+cuBLAS, the allocator's growth, and for ``deepworks_compile`` the whole compilation), then
+``--repeats`` timed windows (3) of ``--steps`` optimizer steps each (50), back to back in the
+same run. Each window ends with ``torch.cuda.synchronize()`` before the clock is read, so every
+queued kernel is counted. For
 the Trainer the clock is read by a small callback (``StepClock``) in ``on_batch_end``, which the
 Trainer calls after each optimizer step; windows may span an epoch boundary, and then include
 the Trainer's per-epoch work (its end-of-epoch synchronization and metric read), as the plain
