@@ -132,6 +132,7 @@ class TrainConfig(Strict):
     precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
     device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
     compile: bool = False
+    channels_last: bool | None = None  # None: on for models with a Conv2d (CPU and CUDA)
     deterministic: bool = False
     early_stopping: EarlyStoppingConfig | None = None
     ema: float | None = Field(None, gt=0, lt=1)  # EMA of the weights with this decay, e.g. 0.999

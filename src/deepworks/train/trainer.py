@@ -191,7 +191,10 @@ class Trainer:
         if self.clip_norm is None:
             self.clip_norm = getattr(model, "default_grad_clip_norm", None)
         conv = any(isinstance(m, nn.Conv2d) for m in model.modules())
-        channels_last = conv and self.device.type == "cuda"
+        # NHWC for conv nets: cuDNN's fast layout, and oneDNN's on the CPU (1.1-1.5x per step)
+        channels_last = c.channels_last
+        if channels_last is None:
+            channels_last = conv and self.device.type in ("cpu", "cuda")
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
         step_model = torch.compile(self.model) if c.compile else self.model
@@ -322,6 +325,8 @@ class Trainer:
                     self._read_watch()
                 if self.stop_reason.startswith(("non-finite", "diverged")):
                     break  # nothing of this epoch is logged or checkpointed
+                if self.device.type == "cuda":  # the queued steps belong to this epoch's time
+                    torch.cuda.synchronize(self.device)
                 t_train += time.perf_counter() - t0
                 samples += seen
                 logs = self._epoch_logs(running, stats, seen, counted)
