@@ -12,7 +12,8 @@ with training statistics):
   (peak lr 0.03, weight decay 0.05), a one-cycle schedule over its 4 epochs, label smoothing 0.1,
   an EMA of the weights (``train.ema: 0.99``, evaluated in place of the live weights), batch 64;
 - ablations of the deepworks recipe, each one switch: ``no_one_cycle`` (constant lr),
-  ``no_label_smoothing``, ``no_ema``, ``tta_flip`` (adds test-time flip averaging).
+  ``no_label_smoothing``, ``no_ema``, ``no_channels_last`` (the Trainer's default NHWC layout
+  for conv nets off: the baseline's layout), ``tta_flip`` (adds test-time flip averaging).
 
 After every epoch the test accuracy is measured (not timed); the figure is the training time
 (the epoch loops only: wall-clock, and CPU time of this process, which time spent descheduled
@@ -133,6 +134,8 @@ def run_deepworks(data, cfg, seed: int, **switches) -> dict:
         train.loss = train.loss.model_validate({"name": "cross_entropy"})
     if switches.get("no_ema"):
         train.ema = None
+    if switches.get("contiguous"):
+        train.channels_last = False
     stop = StopAtTarget(data.test, tta=switches.get("tta", False))
     dw.Trainer(train, seed=seed, callbacks=[stop]).fit(model, data, "classification")
     last = stop.hit or stop.curve[-1]
@@ -146,6 +149,7 @@ CONTENDERS = {
     "no_one_cycle": {"constant_lr": True},
     "no_label_smoothing": {"no_label_smoothing": True},
     "no_ema": {"no_ema": True},
+    "no_channels_last": {"contiguous": True},
     "tta_flip": {"tta": True},
 }
 
@@ -204,7 +208,7 @@ def main(argv: list[str] | None = None) -> dict:
         "loadavg_after": os.getloadavg(), "summary": summary, "runs": runs,
     }  # fmt: skip
     out = args.out or Path(__file__).parent / "results" / (
-        f"{info['host']}-tta-t{args.threads}{'-quick' if args.quick else ''}.json"
+        f"{info['hostname']}-tta-t{args.threads}{'-quick' if args.quick else ''}.json"
     )
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(result, indent=1))

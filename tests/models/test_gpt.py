@@ -127,6 +127,24 @@ def test_attention_maps_are_causal_distributions_and_skip_padding():
         assert w[1, :, 3:, :3].abs().max() == 0  # real tokens ignore the pads
 
 
+@torch.no_grad()
+def test_pad_id_none_skips_the_padding_mask_and_reads_nothing_on_the_host(monkeypatch):
+    x = ids(2, 9)  # no padding: the same logits either way
+    torch.testing.assert_close(gpt(pad_id=None)(x), gpt()(x), rtol=0, atol=0)
+    x[1, :3] = 0  # token 0 is an ordinary token now: it is attended to
+    assert not torch.allclose(gpt(pad_id=None)(x)[1, 3:], gpt()(x)[1, 3:])
+
+    def no_read(self, *args):
+        raise AssertionError("a device value was read on the host")
+
+    model = gpt(pad_id=None)
+    for name in ("__bool__", "__int__", "__float__", "item"):
+        monkeypatch.setattr(torch.Tensor, name, no_read)
+    model(x)  # learned positions: the length is checked against max_len on the host
+    with pytest.raises(ConfigError, match="input longer than the position table: 40 > max_len 32"):
+        model.pos_emb.span(32, 8, torch.device("cpu"))
+
+
 def test_tied_weights_share_the_embedding_and_survive_safetensors():
     model = gpt(tie_weights=True)
     assert model.head.weight is model.tok_emb.weight

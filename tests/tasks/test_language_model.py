@@ -72,6 +72,21 @@ def test_metrics_match_torch_cross_entropy(plain):
     assert len(ev.details["loss_by_position"]) == y.shape[1]
 
 
+@pytest.mark.parametrize("smoothing", [0.0, 0.2])
+def test_training_bits_per_char_is_the_nll_with_or_without_label_smoothing(plain, smoothing):
+    """The per-step training sums reuse the loss when it is the plain NLL; with label smoothing
+    they compute the NLL apart. Either way train/bits_per_char is the epoch's mean NLL."""
+    model = lstm(plain)
+    task = LanguageModel(samples=0)
+    task.setup(plain, LossConfig(name="cross_entropy", label_smoothing=smoothing), CPU, model)
+    x, y = plain.train.x[:B], plain.train.y[:B]
+    loss, logits = task.training_step(model, x, y)
+    stats = task.batch_stats(logits.detach(), y)
+    nll = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), y.reshape(-1), reduction="sum")
+    assert float(stats[0]) == pytest.approx(float(nll), rel=1e-5)
+    assert (float(loss) * y.numel() == pytest.approx(float(nll), rel=1e-5)) == (smoothing == 0)
+
+
 def test_bits_per_char_divides_by_characters_per_token():
     task = LanguageModel(samples=0)
     task.chars_per_token = 3.0

@@ -156,6 +156,16 @@ class LearnedPositions(nn.Module):
             )
         return self.embedding(positions)
 
+    def span(self, start: int, length: int, device: torch.device) -> Tensor:
+        """Vectors of positions ``start .. start + length - 1``: (length, D). The bound is checked
+        on the host, so no device value is read (no sync on a GPU)."""
+        if start + length > self.max_len:
+            raise ConfigError(
+                f"input longer than the position table: {start + length} > max_len "
+                f"{self.max_len}; raise model.max_len or cut the input"
+            )
+        return self.embedding(torch.arange(start, start + length, device=device))
+
 
 class RotaryEmbedding(nn.Module):
     """Rotary position embedding (RoPE), applied to the queries and keys of every head.

@@ -107,7 +107,8 @@ class GPT(Model):
         positions: "learned", "sinusoidal" or "rotary".
         tie_weights: Share the output head's weights with the token embedding (needs
             ``num_classes == vocab_size``).
-        pad_id: Padding token id: keys holding it are masked out of attention.
+        pad_id: Padding token id: keys holding it are masked out of attention. ``None``: the data
+            has no padding (no mask, and no look at the batch on the host: no GPU sync).
         bias: Biases in the linear layers and LayerNorms.
     """
 
@@ -133,7 +134,7 @@ class GPT(Model):
         dropout: float = 0.0,
         positions: Literal["learned", "sinusoidal", "rotary"] = "learned",
         tie_weights: bool = False,
-        pad_id: int = 0,
+        pad_id: int | None = 0,
         bias: bool = True,
     ):
         super().__init__()
@@ -205,12 +206,19 @@ class GPT(Model):
 
     def _embed(self, x: Tensor, offset: int = 0) -> Tensor:
         h = self.tok_emb(x)  # (B, L, D)
-        if self.pos_emb is not None:
+        if isinstance(self.pos_emb, LearnedPositions):  # bound checked on the host: no sync
+            h = h + self.pos_emb.span(offset, x.shape[1], x.device)
+        elif self.pos_emb is not None:
             h = h + self.pos_emb(torch.arange(offset, offset + x.shape[1], device=x.device))
         return self.drop(h)
 
     def _padding(self, ids: Tensor) -> Tensor | None:
-        """(B, T) True at padding keys, or None when there is none (the fast causal path)."""
+        """(B, T) True at padding keys, or None when there is none (the fast causal path).
+
+        Finding out reads the batch on the host (a sync per forward on a GPU); ``pad_id: null``
+        declares that the data has no padding and skips it."""
+        if self.pad_id is None:
+            return None
         pad = ids == self.pad_id
         return pad if bool(pad.any()) else None
 

@@ -132,6 +132,13 @@ class LanguageModel(Task):
         self.window = int(data.train.y.shape[1]) if data.train.y.ndim == 2 else 1
         self.shuffle_train = not self.stateful  # stateful batches must stay in order
         self._state = None
+        # plain mean cross-entropy: the training loss is the NLL the metrics need, reused as is
+        self._loss_is_nll = (
+            self.loss_name(loss) == "cross_entropy"
+            and not loss.kwargs.get("label_smoothing")
+            and loss.class_weights is None
+        )
+        self._nll: torch.Tensor | None = None
 
     def configure_optimizers(self, model: nn.Module, train: TrainConfig, steps_per_epoch: int):
         # The only hook that sees the batch size: the stateful layout was cut for one.
@@ -160,6 +167,7 @@ class LanguageModel(Task):
         else:
             logits = model(x)  # (B, L, V)
         loss = self.loss_fn(logits.reshape(-1, logits.shape[-1]), y.reshape(-1))
+        self._nll = loss.detach().float() * y.numel() if self._loss_is_nll else None
         return loss, logits
 
     def start_epoch(self) -> None:
@@ -179,8 +187,10 @@ class LanguageModel(Task):
         self._state = parts[0] if len(parts) == 1 else parts
 
     def batch_stats(self, outputs: torch.Tensor, y: torch.Tensor) -> torch.Tensor:
-        logits = outputs.float().reshape(-1, outputs.shape[-1])
-        nll = F.cross_entropy(logits, y.reshape(-1), reduction="sum")
+        logits = outputs.reshape(-1, outputs.shape[-1])
+        nll, self._nll = self._nll, None
+        if nll is None:  # the loss is not the plain NLL (smoothing, class weights): compute it
+            nll = F.cross_entropy(logits.float(), y.reshape(-1), reduction="sum")
         correct = (logits.argmax(-1) == y.reshape(-1)).sum()
         return torch.stack([nll, correct.float()])
 
