@@ -34,6 +34,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/overhead.py
 	$(BIN)/python bench/time_to_accuracy.py
 	$(BIN)/python bench/attacks.py
+	$(BIN)/python bench/gpu.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)

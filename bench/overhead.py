@@ -292,6 +292,19 @@ def workloads(quick: bool, only: str | None = None) -> list[Workload]:
 # --- contenders: each returns loop, wall and CPU seconds and the last epoch's mean train loss ---
 #: Extra keyword arguments of the hand-written loops' Adam (``--fused-baseline``: fused=True).
 BASELINE_ADAM: dict = {}
+#: The hand-written loops' conv-net layout (``--channels-last-baseline``: NHWC, as the Trainer).
+BASELINE_NHWC = {"on": False}
+
+
+def _baseline_model(w: Workload) -> nn.Module:
+    model = w.make_model()
+    return model.to(memory_format=torch.channels_last) if BASELINE_NHWC["on"] else model
+
+
+def _baseline_batch(x: torch.Tensor) -> torch.Tensor:
+    if BASELINE_NHWC["on"] and x.ndim == 4:
+        return x.contiguous(memory_format=torch.channels_last)
+    return x
 
 
 def run_trainer(w: Workload, epochs: int) -> dict:
@@ -333,7 +346,7 @@ def run_trainer(w: Workload, epochs: int) -> dict:
 
 
 def run_dataloader(w: Workload, epochs: int) -> dict:
-    model = w.make_model()
+    model = _baseline_model(w)
     t0, c0 = time.perf_counter(), time.process_time()
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=LR, **BASELINE_ADAM)
@@ -343,7 +356,7 @@ def run_dataloader(w: Workload, epochs: int) -> dict:
         model.train()
         total = torch.zeros(())
         for x, y in loader:
-            loss = loss_fn(model(x), y)
+            loss = loss_fn(model(_baseline_batch(x)), y)
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -354,7 +367,7 @@ def run_dataloader(w: Workload, epochs: int) -> dict:
 
 
 def run_tensor(w: Workload, epochs: int) -> dict:
-    model = w.make_model()
+    model = _baseline_model(w)
     t0, c0 = time.perf_counter(), time.process_time()
     loss_fn = nn.CrossEntropyLoss()
     optimizer = torch.optim.Adam(model.parameters(), lr=LR, **BASELINE_ADAM)
@@ -367,7 +380,7 @@ def run_tensor(w: Workload, epochs: int) -> dict:
         perm = torch.randperm(n, generator=g)
         for i in range(0, n, b):
             idx = perm[i : i + b]
-            loss = loss_fn(model(w.x[idx]), w.y[idx])
+            loss = loss_fn(model(_baseline_batch(w.x[idx])), w.y[idx])
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -635,18 +648,33 @@ def child(contender: str, workload: str, quick: bool) -> dict:
     return out
 
 
-def measure_memory(w: Workload, contenders: list[str], quick: bool, threads: int) -> dict:
-    """Run ``child`` for each contender in its own subprocess; the peak increases and ratios."""
+def measure_memory(
+    w: Workload, contenders: list[str], quick: bool, threads: int, repeats: int = 3
+) -> dict:
+    """Run ``child`` for each contender in its own subprocess, ``repeats`` times, interleaved;
+    the median peak increases and their ratios (one child's figure moves by ~20 %)."""
     out: dict[str, Any] = {"contenders": {}}
-    for name in contenders:
-        cmd = [sys.executable, __file__, "--child", name, w.name, "--threads", str(threads)]
-        cmd += ["--quick"] if quick else []
-        proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
-        lines = proc.stdout.strip().splitlines()
-        if proc.returncode != 0 or not lines:
-            out["contenders"][name] = {"error": (proc.stderr.strip().splitlines() or ["?"])[-1]}
+    runs: dict[str, list[dict]] = {name: [] for name in contenders}
+    for _ in range(repeats):
+        for name in contenders:
+            cmd = [sys.executable, __file__, "--child", name, w.name, "--threads", str(threads)]
+            cmd += ["--quick"] if quick else []
+            cmd += ["--fused-baseline"] if BASELINE_ADAM.get("fused") else []
+            cmd += ["--channels-last-baseline"] if BASELINE_NHWC["on"] else []
+            proc = subprocess.run(cmd, capture_output=True, text=True, check=False)
+            lines = proc.stdout.strip().splitlines()
+            if proc.returncode != 0 or not lines:
+                runs[name].append({"error": (proc.stderr.strip().splitlines() or ["?"])[-1]})
+                continue
+            runs[name].append(json.loads(lines[-1]))
+    for name, rs in runs.items():
+        good = [r for r in rs if "error" not in r and "skipped" not in r]
+        if not good:
+            out["contenders"][name] = rs[-1]
             continue
-        out["contenders"][name] = json.loads(lines[-1])
+        median = {k: statistics.median(r[k] for r in good) for k, v in good[0].items()
+                  if isinstance(v, float)}  # fmt: skip
+        out["contenders"][name] = {**good[0], **median, "runs": rs}
     c = out["contenders"]
     for prefix, key in (("", "peak_increase_mb"), ("rss_", "rss_increase_mb")):
         trainer = c.get("trainer", {}).get(key)
@@ -766,6 +794,14 @@ def main(argv: list[str] | None = None) -> int:
         help="give the hand-written loops Adam(fused=True) too (to compare loops alone when the "
         "Trainer's optimizer is fused)",
     )
+    p.add_argument(
+        "--channels-last-baseline",
+        action="store_true",
+        help="lay the hand-written loops' conv net out NHWC too (the Trainer's default layout)",
+    )
+    p.add_argument(
+        "--memory-repeats", type=int, default=3, help="child processes per contender (median)"
+    )
     p.add_argument("--out", type=Path, default=None, help="results JSON (default: bench/results/)")
     p.add_argument(
         "--child",
@@ -781,6 +817,8 @@ def main(argv: list[str] | None = None) -> int:
         torch.set_num_threads(args.threads)
     if args.fused_baseline:
         BASELINE_ADAM["fused"] = True
+    if args.channels_last_baseline:
+        BASELINE_NHWC["on"] = True
     if args.child:
         print(json.dumps(child(*args.child, quick=args.quick)))
         return 0
@@ -805,7 +843,9 @@ def main(argv: list[str] | None = None) -> int:
     load_after_speed = os.getloadavg()
     if memory:
         for res, w in zip(results, workloads(args.quick, only=args.only), strict=True):
-            res["memory"] = measure_memory(w, contenders, args.quick, args.threads)
+            res["memory"] = measure_memory(
+                w, contenders, args.quick, args.threads, args.memory_repeats
+            )
             increases = {
                 name: m.get("peak_increase_mb", m.get("error") or m.get("skipped"))
                 for name, m in res["memory"]["contenders"].items()
@@ -847,6 +887,7 @@ def main(argv: list[str] | None = None) -> int:
     parts += [f"t{torch.get_num_threads()}"]
     parts += [args.only] if args.only else []
     parts += ["fused"] if args.fused_baseline else []
+    parts += ["nhwc"] if args.channels_last_baseline else []
     parts += ["quick"] if args.quick else []
     out = args.out or Path(__file__).parent / "results" / f"{'-'.join(parts)}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
