@@ -58,7 +58,7 @@ from rich.console import Console
 from rich.table import Table
 from torch import nn
 
-from common import machine, maxrss_kb, reset_peak_rss, status_kb
+from common import machine, maxrss_kb, reset_peak_rss, status_kb, write_results
 from deepworks.layers.attention import MultiHeadAttention
 from deepworks.layers.linear_attention import LinearAttention
 
@@ -317,9 +317,7 @@ def main(argv: list[str] | None = None) -> int:
     parts = [info["hostname"], "attention"]
     parts += ["causal"] if args.causal else []
     parts += [] if args.device == "cpu" else [args.device.split(":")[0]]
-    out = args.out or Path(__file__).parent / "results" / f"{'-'.join(parts)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    out = write_results(record, parts, args.out)
     console.print(f"wrote {out} ({elapsed:.0f} s)")
     return 0
 

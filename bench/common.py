@@ -3,6 +3,7 @@ running process (Linux ``/proc``; ``getrusage`` elsewhere)."""
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import re
@@ -68,3 +69,11 @@ def reset_peak_rss() -> bool:
 def maxrss_kb() -> int:
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
     return rss // 1024 if sys.platform == "darwin" else rss  # bytes on macOS, kB on Linux
+
+
+def write_results(record: dict[str, Any], parts: list[str], out: Path | None = None) -> Path:
+    """Write a benchmark's record to ``out`` or ``bench/results/<parts joined by '-'>.json``."""
+    out = out or Path(__file__).parent / "results" / f"{'-'.join(parts)}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(record, indent=1) + "\n")
+    return out

@@ -72,7 +72,6 @@ import argparse
 import datetime as dt
 import gc
 import itertools
-import json
 import math
 import shlex
 import statistics
@@ -586,9 +585,7 @@ def main(argv: list[str] | None = None) -> int:
     parts += ["cpu"] if device.type == "cpu" else []
     parts += [args.only] if args.only else []
     parts += ["quick"] if args.quick else []
-    out = args.out or Path(__file__).parent / "results" / f"{'-'.join(parts)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    out = common.write_results(record, parts, args.out)
     console.print(f"wrote {out} ({elapsed:.0f} s)")
     return 0
 

@@ -889,9 +889,7 @@ def main(argv: list[str] | None = None) -> int:
     parts += ["fused"] if args.fused_baseline else []
     parts += ["nhwc"] if args.channels_last_baseline else []
     parts += ["quick"] if args.quick else []
-    out = args.out or Path(__file__).parent / "results" / f"{'-'.join(parts)}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(record, indent=1) + "\n")
+    out = common.write_results(record, parts, args.out)
     console.print(f"wrote {out} ({elapsed:.0f} s)")
     return 0
 
