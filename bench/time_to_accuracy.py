@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import argparse
 import datetime as dt
-import json
 import os
 import statistics
 import sys
@@ -42,7 +41,7 @@ from rich.table import Table
 from torch import nn
 
 import deepworks as dw
-from common import machine
+from common import machine, write_results
 from deepworks.data import Split
 from deepworks.train.callbacks import Callback
 
@@ -207,11 +206,8 @@ def main(argv: list[str] | None = None) -> dict:
         "command": " ".join([Path(sys.executable).name, *sys.argv]), "machine": info,
         "loadavg_after": os.getloadavg(), "summary": summary, "runs": runs,
     }  # fmt: skip
-    out = args.out or Path(__file__).parent / "results" / (
-        f"{info['hostname']}-tta-t{args.threads}{'-quick' if args.quick else ''}.json"
-    )
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=1))
+    parts = [info["hostname"], "tta", f"t{args.threads}"] + (["quick"] if args.quick else [])
+    out = write_results(result, parts, args.out)
     print(f"results: {out}")
     return result
 
