@@ -37,8 +37,10 @@ their own modules. Each method is called as ``attribute(name, model, x, target, 
 
 from __future__ import annotations
 
+import collections
 import math
 import warnings
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -310,6 +312,26 @@ def deeplift_shap(model, x, target, context: Context, background: int = 32) -> A
 # --- Grad-CAM -------------------------------------------------------------------------------
 
 
+def forward_calls(
+    model: nn.Module, x: torch.Tensor, modules: Iterable[nn.Module]
+) -> list[tuple[nn.Module, tuple[int, ...] | None]]:
+    """(module, output shape) for every call of ``modules`` while ``model`` runs one input, in
+    the order the calls finish (forward hooks, so it works for any architecture)."""
+    calls: list[tuple[nn.Module, tuple[int, ...] | None]] = []
+
+    def hook(module, _inputs, output):
+        calls.append((module, tuple(output.shape) if isinstance(output, torch.Tensor) else None))
+
+    handles = [m.register_forward_hook(hook) for m in modules]
+    try:
+        with torch.no_grad():
+            model(x[:1])
+    finally:
+        for h in handles:
+            h.remove()
+    return calls
+
+
 def grad_cam_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, str]:
     """(name of the last Conv2d run by ``model(x)``, name of the module Grad-CAM explains).
 
@@ -321,20 +343,8 @@ def grad_cam_layer(model: nn.Module, x: torch.Tensor) -> tuple[str, str]:
     model itself are skipped.
     """
     names = {m: n for n, m in model.named_modules() if n}
-    order: list[tuple[nn.Module, Any]] = []
-    calls: dict[nn.Module, int] = {}
-
-    def hook(module, _inputs, output):
-        calls[module] = calls.get(module, 0) + 1
-        order.append((module, tuple(output.shape) if isinstance(output, torch.Tensor) else None))
-
-    handles = [m.register_forward_hook(hook) for m in names]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
+    order = forward_calls(model, x, names)
+    calls = collections.Counter(m for m, _ in order)
     convs = [i for i, (m, _) in enumerate(order) if isinstance(m, nn.Conv2d)]
     if not convs:
         raise ConfigError(

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from deepworks.errors import ConfigError
-from deepworks.explain.attributions import Context, attribute, predicted
+from deepworks.explain.attributions import Context, attribute, forward_calls, predicted
 
 
 @dataclass
@@ -63,20 +63,7 @@ def weight_layers(model: nn.Module, x: torch.Tensor) -> list[str]:
         for n, m in model.named_modules()
         if n and any(p.ndim >= 2 for p in m.parameters(recurse=False))
     }
-    order: list[str] = []
-
-    def hook(module, _inputs, _output):
-        if names[module] not in order:
-            order.append(names[module])
-
-    handles = [m.register_forward_hook(hook) for m in names]
-    try:
-        with torch.no_grad():
-            model(x[:1])
-    finally:
-        for h in handles:
-            h.remove()
-    return order
+    return list(dict.fromkeys(names[m] for m, _ in forward_calls(model, x, names)))
 
 
 def randomize(module: nn.Module) -> None:
