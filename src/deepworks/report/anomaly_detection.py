@@ -15,8 +15,7 @@ from __future__ import annotations
 import numpy as np
 from matplotlib.figure import Figure
 
-from deepworks.report import plots
-from deepworks.report.autoencoder import latent_section, reconstruction_section
+from deepworks.report import autoencoder, plots
 from deepworks.report.markup import esc, figure
 from deepworks.report.run_files import RunFiles
 from deepworks.report.style import ACCENT, TRAIN, WRONG
@@ -46,13 +45,7 @@ def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
             )
             html = figure(plots.fig_to_data_uri(fig), "ROC and PR curves", caption)
             out.append(("roc-pr", "ROC and precision-recall", html))
-    recon = reconstruction_section(run)
-    if recon:
-        out.append(("reconstructions", "Reconstructions", recon))
-    latent = latent_section(run, split)
-    if latent:
-        out.append(("latent", "Latent space", latent))
-    return out
+    return out + autoencoder.sections(run, split)  # reconstructions and the latent space
 
 
 def score_histogram(score: np.ndarray, anomaly: np.ndarray, threshold: float | None) -> Figure:
