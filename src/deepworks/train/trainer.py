@@ -591,6 +591,7 @@ class Trainer:
             state = join_tensors(saved["state"], tensors["state"])
             self.model.load_state_dict(tensors["model"])
             self.optimizer.load_state_dict(state["optimizer"])
+            _match_param_layout(self.optimizer)
             if self.scheduler is not None and state["scheduler"] is not None:
                 self.scheduler.load_state_dict(state["scheduler"])
         except (KeyError, RuntimeError, ValueError) as exc:
@@ -658,6 +659,20 @@ def _callback_keys(callbacks: list[Callback]) -> dict[str, Callback]:
             key = f"{name}#{n}"
         keys[key] = cb
     return keys
+
+
+def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
+    """Give loaded optimizer moments their parameter's memory layout.
+
+    Checkpoints store tensors contiguous (NCHW); the parameters of a ``channels_last`` conv net
+    are NHWC. A fused or foreach optimizer walks a parameter and its moments as flat memory, so
+    moments in another layout would be updated against the wrong elements.
+    """
+    for p, state in optimizer.state.items():
+        for key, value in state.items():
+            if isinstance(value, torch.Tensor) and value.shape == p.shape:
+                if value.stride() != p.stride():
+                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def _no_region(name: str) -> contextlib.nullcontext:
