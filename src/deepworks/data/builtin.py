@@ -27,7 +27,15 @@ def _sklearn(loader_name: str, task_type: str, **kwargs) -> RawData:
 
 @register_dataset("digits")
 def digits(as_image: bool = False) -> RawData:
-    """Handwritten digits 0-9: 1,797 grayscale 8x8 images (64 features, or 1x8x8 images)."""
+    """Handwritten digits 0-9: 1,797 grayscale 8x8 images (64 features, or 1x8x8 images).
+
+    Pixel intensities are scaled from 0..16 to [0, 1]; the 64 features are named
+    ``pixel_0_0`` .. ``pixel_7_7`` (row, column).
+
+    Args:
+        as_image: Give each sample as a 1x8x8 image (for convolutional models) instead of 64
+            flat features.
+    """
     raw = _sklearn("load_digits", "classification")
     raw.x = raw.x / 16.0  # pixel intensities are 0..16
     if as_image:

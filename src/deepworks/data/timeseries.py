@@ -283,7 +283,15 @@ def nile(
 ) -> DataBundle:
     """Yearly flow of the Nile at Aswan 1871-1970 (100 years, 10^8 m^3); naive baseline (season 1).
 
-    Args: as for ``sunspots``; the default window is 8 years.
+    Args:
+        split: Fractions of the years held out for validation and test (the latest years).
+        scale: "standard", "minmax" or "none", fitted on the training years.
+        window: Input length in years (default 8).
+        horizon: Years ahead to forecast (multi-step: one output per year).
+        fill: How to fill missing values (the series has none).
+        season: Period of the seasonal-naive baseline, in years (1: the naive last value).
+        test_steps: Hold out exactly this many final years for test.
+        val_steps: Hold out exactly this many years before the test span for validation.
     """
     series = _yearly(_statsmodels("nile"), "year", "volume", "volume", season, "nile")
     series = fill_missing(series, fill)
@@ -313,7 +321,12 @@ def co2(
         season: Period of the seasonal-naive baseline (default: 52 weeks, 12 months, 4 quarters
             or 1 year).
         fill: Required for the weekly series: "ffill", "interpolate" or "drop" the missing weeks.
-        Others: as for ``sunspots``; the default window is two seasons.
+        split: Fractions of the steps held out for validation and test (the latest steps).
+        scale: "standard", "minmax" or "none", fitted on the training steps.
+        window: Input length in steps (default two seasons).
+        horizon: Steps ahead to forecast (multi-step: one output per step).
+        test_steps: Hold out exactly this many final steps for test.
+        val_steps: Hold out exactly this many steps before the test span for validation.
     """
     data = _statsmodels("co2")["co2"]
     period = 52
@@ -458,7 +471,12 @@ def series_csv(
         season: Period of the seasonal-naive baseline in steps (1: the naive last value).
         fill: "ffill", "interpolate" or "drop" for empty cells and for timestamps missing from
             an evenly spaced series; without it they are an error naming the first one.
-        Others: as for ``sunspots``; the default window is max(2 * season, 8).
+        split: Fractions of the rows held out for validation and test (the latest rows).
+        scale: "standard", "minmax" or "none", fitted on the training rows.
+        window: Input length in steps (default max(2 * season, 8)).
+        horizon: Steps ahead to forecast (multi-step: one output per step).
+        test_steps: Hold out exactly this many final steps for test (instead of a fraction).
+        val_steps: Hold out exactly this many steps before the test span for validation.
     """
     index, values, names = read_series_csv(path, target, time, columns, delimiter)
     index, values = regular_grid(index, values)

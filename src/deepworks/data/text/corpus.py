@@ -323,6 +323,24 @@ def text_file(
     A folder is split by file, like ``stdlib_code``; a single file is cut into chunks of
     ``max_file_chars`` (default: 1/20 of the text) that are split like files, so validation
     and test text is still text the model never saw.
+
+    Args:
+        path: A text file, or a folder searched for .txt, .md, .rst and .py files.
+        split: Fractions of ``max_chars`` for val and test, taken from whole held-out files
+            (or chunks).
+        seed: Order in which files (or chunks) are drawn into the splits.
+        max_chars: Total characters over all splits.
+        max_file_chars: Characters kept per file (at a line end); for a single file, the size
+            of its chunks (default: 1/20 of the text).
+        tokenizer: "char" (one token per character), "word" or "bpe" (byte-pair encoding).
+        vocab_size: Largest vocabulary (bpe default 1000; char and word keep every token).
+        min_freq: Tokens seen fewer times in the training text become ``<unk>``.
+        bptt: Tokens per training window (the truncated back-propagation length).
+        stateful: Lay the training windows out for a carried hidden state (needs
+            ``batch_size``, which must equal ``train.batch_size``).
+        batch_size: The number of parallel streams of the stateful layout.
+        eval_context: Tokens of preceding text in front of each val/test window (default:
+            ``bptt``).
     """
     files: Sequence[Path | Document] = text_files(path)
     if len(files) == 1:

@@ -176,6 +176,9 @@ def text_csv(
         truncate: False: refuse texts longer than ``max_len`` instead of cutting them.
         lowercase: Lower-case before tokenizing (default: true for word, false otherwise).
         delimiter: The one-character separator between values.
+        split: Fractions held out for validation and test, stratified by class (default
+            ``{"val": 0.1, "test": 0.2}``).
+        seed: Seed of the split.
     """
     p = _existing(path)
     try:
@@ -239,7 +242,20 @@ def text_folder(
     """Texts sorted into one sub-folder per class (path/spam/1.txt, path/ham/2.txt, ...).
 
     Each UTF-8 ``.txt`` file (nested folders included) is one text; the sub-folders, in sorted
-    order, are the classes. The options are those of ``text_csv``.
+    order, are the classes.
+
+    Args:
+        path: The folder holding one sub-folder per class.
+        tokenizer: "char", "word" or "bpe", fitted on the training texts only.
+        vocab_size: Largest vocabulary, the four specials included (None: every token for char
+            and word, 1000 for bpe).
+        min_freq: Rarer tokens become ``<unk>``.
+        max_len: Longest sequence in tokens; longer texts are cut (null: no limit).
+        truncate: False: refuse texts longer than ``max_len`` instead of cutting them.
+        lowercase: Lower-case before tokenizing (default: true for word, false otherwise).
+        split: Fractions held out for validation and test, stratified by class (default
+            ``{"val": 0.1, "test": 0.2}``).
+        seed: Seed of the split.
     """
     root = _existing(path, want_dir=True)
     classes = sorted(d.name for d in root.iterdir() if d.is_dir() and not d.name.startswith("."))
@@ -340,6 +356,9 @@ def stdlib_calls(
         n: Number of snippets (taken evenly from all snippets of the chosen modules).
         length: Longest snippet in characters (whole lines, a longer line is cut).
         files: Number of standard-library modules read (first 100,000 characters of each).
+        split: Fractions of the snippets held out for validation and test (default
+            ``{"val": 0.1, "test": 0.2}``).
+        seed: Seed of the split.
     """
     if n < 10 or length < 8 or files < 1:
         raise ConfigError("data: stdlib_calls needs n >= 10, length >= 8, files >= 1")

@@ -150,6 +150,9 @@ def docstrings(
         families: The families to classify (default: all six).
         min_chars: Shortest docstring kept, in characters.
         vocab_size: Largest vocabulary of a fitted tokenizer (char, word, bpe).
+        split: Fractions held out for validation and test, stratified by family (default
+            ``{"val": 0.1, "test": 0.2}``).
+        seed: Seed of the docstrings drawn and of the split.
     """
     kinds = (*TOKENIZER_KINDS, "pretrained")
     if tokenizer is None:
