@@ -43,16 +43,20 @@ class Open(BaseModel):
 
 
 class SplitConfig(Strict):
-    val: float = Field(0.1, ge=0, lt=1)
-    test: float = Field(0.2, ge=0, lt=1)
+    val: float = Field(0.1, ge=0, lt=1, description="Fraction held out for validation.")
+    test: float = Field(0.2, ge=0, lt=1, description="Fraction held out for the final test.")
 
 
 class DataConfig(Open):
-    name: str = "digits"
-    split: SplitConfig = SplitConfig()
-    scale: Literal["standard", "minmax", "none"] = "standard"
-    imbalance: Literal["none", "oversample", "undersample"] = "none"
-    stratify: bool = True
+    name: str = Field("digits", description="A registered dataset (deepworks list datasets).")
+    split: SplitConfig = Field(SplitConfig(), description="Fractions held out: val, test.")
+    scale: Literal["standard", "minmax", "none"] = Field(
+        "standard", description="Input scaling, fitted on the training split only."
+    )
+    imbalance: Literal["none", "oversample", "undersample"] = Field(
+        "none", description="Resample the training split to balance the classes."
+    )
+    stratify: bool = Field(True, description="Keep class proportions equal across splits.")
     classes: list[int] | None = None  # keep only these classes (relabelled 0..k-1)
     train_per_class: int | None = Field(None, ge=1)  # few-label training: n samples per class
     # keep only these classes in the training split (normal data for anomaly detection);
@@ -61,18 +65,18 @@ class DataConfig(Open):
 
 
 class ModelConfig(Open):
-    name: str = "mlp"
+    name: str = Field("mlp", description="A registered model (deepworks list models).")
     pretrained: str | None = None  # a run directory whose backbone weights initialize this model
 
 
 class TaskConfig(Open):
-    name: str = "classification"
+    name: str = Field("classification", description="A registered task (deepworks list tasks).")
 
 
 class OptimizerConfig(Open):
-    name: str = "adam"
-    lr: float = Field(1e-3, gt=0)
-    weight_decay: float = Field(0.0, ge=0)
+    name: str = Field("adam", description="A registered optimizer (deepworks list optimizers).")
+    lr: float = Field(1e-3, gt=0, description="Learning rate.")
+    weight_decay: float = Field(0.0, ge=0, description="Weight decay of weights (not biases).")
 
 
 class SchedulerConfig(Open):
@@ -81,7 +85,9 @@ class SchedulerConfig(Open):
 
 class LossConfig(Open):
     name: str | None = None  # None: the task's default (cross_entropy / mse)
-    class_weights: Literal["balanced"] | list[float] | None = None
+    class_weights: Literal["balanced"] | list[float] | None = Field(
+        None, description="Per-class loss weights: 'balanced' or one weight per class."
+    )
 
 
 class CallbackConfig(Open):
@@ -93,67 +99,91 @@ class AugmentConfig(Open):
 
 
 class EarlyStoppingConfig(Strict):
-    monitor: str = "val/loss"
-    patience: int = Field(10, ge=1)
-    mode: Literal["auto", "min", "max"] = "auto"
-    min_delta: float = Field(0.0, ge=0)
-    restore_best: bool = True
+    monitor: str = Field("val/loss", description="A declared metric, e.g. val/accuracy.")
+    patience: int = Field(10, ge=1, description="Epochs without improvement before stopping.")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="min, max, or auto: the metric's declared direction."
+    )
+    min_delta: float = Field(0.0, ge=0, description="Smallest change that counts as better.")
+    restore_best: bool = Field(True, description="Put the best epoch's weights back at the end.")
 
 
 class CheckpointConfig(Strict):
-    monitor: str = "val/loss"
-    mode: Literal["auto", "min", "max"] = "auto"
-    save_best: bool = True
-    every_n_epochs: int | None = Field(1, ge=1)
-    every_n_steps: int | None = Field(None, ge=1)
-    keep_last: int = Field(2, ge=1)
+    monitor: str = Field("val/loss", description="The metric that decides the best checkpoint.")
+    mode: Literal["auto", "min", "max"] = Field(
+        "auto", description="min, max, or auto: the metric's declared direction."
+    )
+    save_best: bool = Field(True, description="Keep the best checkpoint (the best link).")
+    every_n_epochs: int | None = Field(
+        1, ge=1, description="Save after every n-th epoch (null: never at epoch ends)."
+    )
+    every_n_steps: int | None = Field(
+        None, ge=1, description="Also save every n optimizer steps, mid-epoch included."
+    )
+    keep_last: int = Field(2, ge=1, description="Newest checkpoints kept (best kept besides).")
 
 
 class TrainConfig(Strict):
-    epochs: int = Field(20, ge=1)
-    max_steps: int | None = Field(None, ge=1)
-    batch_size: int = Field(64, ge=1)
-    eval_batch_size: int | None = Field(None, ge=1)
-    loader: Literal["auto", "tensor", "dataloader"] = "auto"
-    num_workers: int = Field(0, ge=0)
-    optimizer: OptimizerConfig = OptimizerConfig()
-    scheduler: SchedulerConfig | None = None
-    loss: LossConfig = LossConfig()
+    epochs: int = Field(20, ge=1, description="Passes over the training split.")
+    max_steps: int | None = Field(None, ge=1, description="Stop after this many steps.")
+    batch_size: int = Field(64, ge=1, description="Samples per training step.")
+    eval_batch_size: int | None = Field(
+        None, ge=1, description="Samples per evaluation batch (null: max(batch_size, 256))."
+    )
+    loader: Literal["auto", "tensor", "dataloader"] = Field(
+        "auto", description="Batching: tensor slicing (in-memory data) or a DataLoader."
+    )
+    num_workers: int = Field(0, ge=0, description="DataLoader worker processes (lazy data).")
+    optimizer: OptimizerConfig = Field(OptimizerConfig(), description="The optimizer.")
+    scheduler: SchedulerConfig | None = Field(None, description="A learning-rate schedule.")
+    loss: LossConfig = Field(LossConfig(), description="The loss (default: the task's).")
     # None: the model's default (recurrent models clip at 1.0, others not); 0: never clip
     grad_clip_norm: float | None = Field(None, ge=0)
-    grad_clip_value: float | None = Field(None, gt=0)
-    accumulate: int = Field(1, ge=1)
-    l1: float = Field(0.0, ge=0)
-    l2: float = Field(0.0, ge=0)
+    grad_clip_value: float | None = Field(
+        None, gt=0, description="Clip each gradient element to [-value, value]."
+    )
+    accumulate: int = Field(1, ge=1, description="Batches of gradients per optimizer step.")
+    l1: float = Field(0.0, ge=0, description="L1 penalty on the weights, added to the loss.")
+    l2: float = Field(0.0, ge=0, description="L2 penalty on the weights, added to the loss.")
     augment: list[AugmentConfig] = []  # batched transforms of training batches, on the device
     tta: Literal["none", "flip"] = "none"  # test-time augmentation at evaluation / predict
     freeze_backbone: bool = False  # feature extraction: train the head only
     backbone_lr: float | None = Field(None, gt=0)  # discriminative LR for the backbone
-    precision: Literal["auto", "fp32", "bf16", "fp16"] = "auto"
-    device: Literal["auto", "cpu", "cuda", "mps"] = "auto"
-    compile: bool = False
+    precision: Literal["auto", "fp32", "bf16", "fp16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 elsewhere."
+    )
+    device: Literal["auto", "cpu", "cuda", "mps"] = Field(
+        "auto", description="auto: CUDA, then MPS, then the CPU."
+    )
+    compile: bool = Field(False, description="Compile the model with torch.compile.")
     channels_last: bool | None = None  # None: on for models with a Conv2d (CPU and CUDA)
-    deterministic: bool = False
-    early_stopping: EarlyStoppingConfig | None = None
+    deterministic: bool = Field(False, description="Deterministic kernels (slower).")
+    early_stopping: EarlyStoppingConfig | None = Field(
+        None, description="Stop when a metric stops improving."
+    )
     ema: float | None = Field(None, gt=0, lt=1)  # EMA of the weights with this decay, e.g. 0.999
-    checkpoint: CheckpointConfig | None = CheckpointConfig()
-    callbacks: list[CallbackConfig] = []
-    on_nonfinite: Literal["stop", "skip_batch", "raise"] = "stop"
+    checkpoint: CheckpointConfig | None = Field(
+        CheckpointConfig(), description="When to checkpoint (null: never)."
+    )
+    callbacks: list[CallbackConfig] = Field([], description="More callbacks, by name.")
+    on_nonfinite: Literal["stop", "skip_batch", "raise"] = Field(
+        "stop", description="What a NaN/Inf loss or gradient does."
+    )
     # steps between host reads of the NaN/Inf check; None: 1 on the CPU, log_every_n_steps else
     check_finite_every: int | None = Field(None, ge=1)
     val_metrics: Literal["quick", "full"] = "quick"  # per-epoch validation: headline metrics
-    log_every_n_steps: int = Field(50, ge=1)
-    progress: bool = True
+    log_every_n_steps: int = Field(50, ge=1, description="Steps between progress updates.")
+    progress: bool = Field(True, description="Show the progress bar.")
 
 
 class RunConfig(Strict):
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")  # a plain folder name
-    seed: int = 0
-    data: DataConfig = DataConfig()
-    model: ModelConfig = ModelConfig()
-    task: TaskConfig = TaskConfig()
-    train: TrainConfig = TrainConfig()
-    out: str = "runs"
+    seed: int = Field(0, description="Seed of the split, the weights and every random stream.")
+    data: DataConfig = Field(DataConfig(), description="The dataset and its splits.")
+    model: ModelConfig = Field(ModelConfig(), description="The model and its options.")
+    task: TaskConfig = Field(TaskConfig(), description="What a training step means.")
+    train: TrainConfig = Field(TrainConfig(), description="The training loop.")
+    out: str = Field("runs", description="Parent folder of the run directory.")
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
