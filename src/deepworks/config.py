@@ -35,7 +35,7 @@ class Open(BaseModel):
     """A section naming a registered component; extra keys are that component's arguments."""
 
     model_config = ConfigDict(extra="allow")
-    name: str
+    name: str = Field(description="The registered name of the component.")
 
     @property
     def kwargs(self) -> dict[str, Any]:
