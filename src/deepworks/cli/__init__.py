@@ -30,6 +30,7 @@ from deepworks.cli import (  # noqa: E402, F401
     audit,
     checkpoint,
     crossval,
+    describe,
     embed,
     evaluate,
     explain,

@@ -15,6 +15,7 @@ def list_(
         help="models, datasets, tasks, losses, optimizers, schedulers, callbacks, augmentations, "
         "attacks or explainers",
     ),
+    verbose: bool = typer.Option(False, "--verbose", "-v", help="Also list each one's options"),
 ) -> None:
     """List registered components with a one-line description."""
     from deepworks.errors import ConfigError, unknown_choice
@@ -22,6 +23,11 @@ def list_(
 
     if kind not in REGISTRIES:
         raise ConfigError(unknown_choice("a registry", kind, REGISTRIES, "deepworks list"))
+    if verbose:
+        from deepworks.cli.describe import print_entries
+
+        print_entries(kind)
+        return
     table = Table(title=kind, title_justify="left")
     table.add_column("name", style="bold")
     table.add_column("description")
