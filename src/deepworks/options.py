@@ -102,7 +102,7 @@ def describe_type(annotation: Any) -> str:
     if origin is typing.Union or origin is types.UnionType:
         return " | ".join(describe_type(a) for a in args)
     if origin is typing.Annotated:
-        return describe_type(args[0])
+        return describe_type(args[0]) + _bounds(args[1:])
     if origin is collections.abc.Callable:
         return "callable"
     if origin is not None:
@@ -116,6 +116,29 @@ def describe_type(annotation: Any) -> str:
     if isinstance(annotation, type):
         return annotation.__name__
     return str(annotation).replace("typing.", "")
+
+
+def _bounds(metadata: tuple) -> str:
+    """The range an ``Annotated[float, Field(ge=0, lt=1)]`` allows: `` in [0, 1)``, `` >= 1``."""
+    found: dict[str, Any] = {}
+    for item in metadata:
+        for meta in [item, *getattr(item, "metadata", ())]:
+            for op in ("ge", "gt", "le", "lt"):
+                if getattr(meta, op, None) is not None:
+                    found[op] = getattr(meta, op)
+    low = ("[", found["ge"]) if "ge" in found else ("(", found["gt"]) if "gt" in found else None
+    high = ("]", found["le"]) if "le" in found else (")", found["lt"]) if "lt" in found else None
+    if low and high:
+        return f" in {low[0]}{_number(low[1])}, {_number(high[1])}{high[0]}"
+    if low:
+        return f" {'>=' if low[0] == '[' else '>'} {_number(low[1])}"
+    if high:
+        return f" {'<=' if high[0] == ']' else '<'} {_number(high[1])}"
+    return ""
+
+
+def _number(value: Any) -> str:
+    return str(int(value)) if isinstance(value, float) and value.is_integer() else str(value)
 
 
 _PLAIN = re.compile(r"^[A-Za-z_][\w.\-/]*$")

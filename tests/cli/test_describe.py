@@ -12,6 +12,7 @@ import typing
 from pathlib import Path
 
 import pytest
+from pydantic import Field
 
 import deepworks  # noqa: F401  (registers every component)
 from deepworks.config import RunConfig, TrainConfig
@@ -84,6 +85,9 @@ def test_every_config_field_has_a_meaning():
         (typing.Optional[str], "str | None"),  # noqa: UP045  (the old spelling reads the same)
         (typing.Any, "any"),
         (Path, "Path"),
+        (typing.Annotated[float, Field(ge=0.0, lt=1.0)], "float in [0, 1)"),
+        (typing.Annotated[int, Field(ge=1)], "int >= 1"),
+        (typing.Annotated[float, Field(gt=0.0)] | None, "float > 0 | None"),
     ],
 )
 def test_describe_type(annotation, text):
@@ -193,8 +197,12 @@ def test_describe_series_csv(cli):
     }
     for name, (type_, default) in expected.items():
         assert name in table, f"no row {name!r}\n{result}"
-        assert table[name][:2] == [type_, default], (name, table[name])
-        assert table[name][2], f"{name} has no meaning"
+        shown, shown_default, meaning = table[name]
+        # a range may follow the type (``int >= 1 | None``)
+        base, optional = type_.removesuffix(" | None"), type_.endswith(" | None")
+        assert shown.startswith(base) and shown.endswith(" | None") == optional, (name, shown)
+        assert shown_default == default, (name, shown_default)
+        assert meaning, f"{name} has no meaning"
 
 
 def test_describe_npz_and_image_folder(cli):
