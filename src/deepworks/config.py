@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from deepworks.errors import ConfigError, close_match
 
@@ -36,6 +36,12 @@ class Open(BaseModel):
 
     model_config = ConfigDict(extra="allow")
     name: str = Field(description="The registered name of the component.")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _name_shorthand(cls, value: Any) -> Any:
+        """``model: mlp`` is short for ``model: {name: mlp}``."""
+        return {"name": value} if isinstance(value, str) else value
 
     @property
     def kwargs(self) -> dict[str, Any]:
@@ -201,13 +207,62 @@ def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
     return list(model.model_fields)
 
 
-def format_validation_error(exc: ValidationError, schema: type[BaseModel], where: str) -> str:
-    """The first pydantic error as one line: file, dotted key, value, problem, choices, hint."""
+class Sources:
+    """Where each key of a config came from: the file, or a ``--set`` override as typed, so that
+    an error blames what the user wrote (``--set train.epochs=abc: ...``, ``my.yaml: model: ...``).
+
+    Args:
+        where: The config file (or "config" for a dict).
+        overrides: {dotted key: how the override was written, e.g. "--set train.epochs=abc"}.
+    """
+
+    def __init__(self, where: str, overrides: dict[str, str] | None = None):
+        self.where, self.overrides = where, dict(overrides or {})
+
+    def override(self, key: str) -> str | None:
+        """The override that set ``key`` or a section above it; None when the file did."""
+        if key in self.overrides:
+            return self.overrides[key]
+        parents = [k for k in self.overrides if key.startswith(k + ".")]
+        return f"{self.overrides[max(parents, key=len)]}: {key}" if parents else None
+
+    def __call__(self, key: str) -> str:
+        """The start of an error line about ``key``."""
+        return self.override(key) or (f"{self.where}: {key}" if self.where else key)
+
+
+def override_sources(overrides: list[str] | dict[str, Any] | None) -> dict[str, str]:
+    """{dotted key: the override as the user wrote it} for :class:`Sources`."""
+    if not overrides:
+        return {}
+    if isinstance(overrides, dict):
+        return {k: f"overrides[{k!r}]" for k in overrides}
+    return {item.partition("=")[0].strip(): f"--set {item}" for item in overrides}
+
+
+# pydantic error types of a value of the wrong kind, and the word a user knows for the kind
+TYPE_WORDS = {
+    "int_parsing": "integer",
+    "int_type": "integer",
+    "int_from_float": "integer",
+    "float_parsing": "number",
+    "float_type": "number",
+    "bool_parsing": "boolean (true or false)",
+    "bool_type": "boolean (true or false)",
+    "string_type": "string",
+}
+
+
+def format_validation_error(
+    exc: ValidationError, schema: type[BaseModel], where: str, sources: Sources | None = None
+) -> str:
+    """The first pydantic error as one line: file (or override), dotted key, value, problem,
+    choices, hint."""
     errors = exc.errors()
     err = errors[0]
     loc = tuple(p for p in err["loc"] if not (isinstance(p, str) and p.startswith("function-")))
     key = ".".join(str(p) for p in loc)
-    prefix = f"{where}: {key}" if where else key
+    prefix = sources(key) if sources is not None else (f"{where}: {key}" if where else key)
     more = f" (and {len(errors) - 1} more problem(s))" if len(errors) > 1 else ""
     if err["type"] == "extra_forbidden":
         choices = _fields_at(schema, loc[:-1])
@@ -217,6 +272,11 @@ def format_validation_error(exc: ValidationError, schema: type[BaseModel], where
     value = err.get("input")
     shown = f" {value!r}" if not isinstance(value, dict | list) else ""
     msg = err["msg"]
+    if err["type"] in TYPE_WORDS:  # 'abc' is not a valid integer (unable to parse string ...)
+        _, _, detail = msg.partition(", ")
+        what = shown or f" a {type(value).__name__}"
+        detail = f" ({detail})" if detail else ""
+        return f"{prefix}:{what} is not a valid {TYPE_WORDS[err['type']]}{detail}{more}"
     if err["type"] == "literal_error":
         expected = err.get("ctx", {}).get("expected", "")
         options = [o.strip(" '") for o in expected.replace(" or ", ", ").split(",")]
@@ -270,25 +330,63 @@ def read_yaml(path: str | Path) -> dict[str, Any]:
     if not path.is_file():
         raise ConfigError(f"{path}: no such config file; pass the path of a YAML run config")
     try:
-        raw = yaml.safe_load(path.read_text()) or {}
-    except yaml.YAMLError as exc:
-        mark = getattr(exc, "problem_mark", None)
-        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
-        problem = getattr(exc, "problem", None) or "invalid YAML"
-        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from exc
+        text = path.read_text()
     except (OSError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: cannot be read ({exc})") from exc
+    try:
+        raw = yaml.safe_load(text) or {}
+    except yaml.YAMLError as exc:
+        mark = getattr(exc, "problem_mark", None)
+        problem = getattr(exc, "problem", None) or "invalid YAML"
+        tab = _tab_line(text, mark, problem)
+        if tab is not None:
+            raise ConfigError(
+                f"{path}: not valid YAML: line {tab} has a tab; YAML indents with spaces, not tabs"
+            ) from exc
+        at = f" at line {mark.line + 1}, column {mark.column + 1}" if mark else ""
+        raise ConfigError(f"{path}: not valid YAML{at}: {problem}") from exc
     if not isinstance(raw, dict):
         raise ConfigError(f"{path}: a run config must be a YAML mapping, got {type(raw).__name__}")
     return raw
 
 
-def validate(schema: type[BaseModel], raw: dict[str, Any], where: str = "") -> Any:
+def _tab_line(text: str, mark: Any, problem: str) -> int | None:
+    """The first line up to the YAML error that is indented with a tab, if the tab is the cause."""
+    lines = text.splitlines()
+    last = mark.line + 1 if mark is not None else len(lines)
+    for number, line in enumerate(lines[:last], 1):
+        if "\t" in line[: len(line) - len(line.lstrip(" \t"))]:
+            return number
+    if mark is not None and "'\\t'" in problem:  # PyYAML: "found character '\\t' that cannot ..."
+        return mark.line + 1
+    return None
+
+
+def validate(
+    schema: type[BaseModel], raw: dict[str, Any], where: str = "", sources: Sources | None = None
+) -> Any:
     """Validate ``raw`` against ``schema``, turning pydantic errors into one ConfigError line."""
     try:
         return schema.model_validate(raw)
     except ValidationError as exc:
-        raise ConfigError(format_validation_error(exc, schema, where)) from exc
+        raise ConfigError(format_validation_error(exc, schema, where, sources)) from exc
+
+
+# A supervised run must say what it learns from and with what: defaults fill in fields, never a
+# whole section the user did not write. (section, the smallest example of it)
+REQUIRED_SECTIONS = (("data", "data: {name: digits}"), ("model", "model: {name: mlp}"))
+
+
+def check_required_sections(raw: dict[str, Any], where: str = "") -> None:
+    """Raise a :class:`ConfigError` when ``raw`` has no ``data`` or ``model`` section, or one
+    without a ``name``: an empty file must not train a default model on default data."""
+    pre = f"{where}: " if where else ""
+    for key, example in REQUIRED_SECTIONS:
+        section = raw.get(key)
+        if section is None:
+            raise ConfigError(f"{pre}the config has no {key!r} section; add e.g. {example}")
+        if isinstance(section, dict) and not section.get("name"):
+            raise ConfigError(f"{pre}{key}: the section has no 'name'; add e.g. {example}")
 
 
 def load_config(
@@ -303,14 +401,39 @@ def load_config(
     if isinstance(source, RunConfig):
         source = source.model_dump()
     if isinstance(source, dict):
-        raw, where = dict(source), "config"
+        raw, where = _expand_shorthands(_deep_copy(source)), "config"
     else:
-        raw, where = read_yaml(source), str(source)
+        raw, where = _expand_shorthands(read_yaml(source)), str(source)
         _resolve_paths(raw, Path(source).parent)
-    raw = apply_overrides(_deep_copy(raw), parse_overrides(overrides))
-    config = validate(RunConfig, raw, where)
-    check_components(config, where)
+    sources = Sources(where, override_sources(overrides))
+    raw = apply_overrides(raw, parse_overrides(overrides))
+    config = validate(RunConfig, raw, where, sources)
+    if raw.get("recipe") in (None, "supervised"):
+        check_required_sections(raw, where)
+    check_components(config, where, sources)
     return config
+
+
+# sections that may be written as a bare name (``model: mlp`` for ``model: {name: mlp}``), so that
+# ``--set model.hidden=[8]`` can add to them
+SHORTHAND_SECTIONS = (
+    ("data",),
+    ("model",),
+    ("task",),
+    ("train", "optimizer"),
+    ("train", "scheduler"),
+    ("train", "loss"),
+)
+
+
+def _expand_shorthands(raw: dict[str, Any]) -> dict[str, Any]:
+    for *parents, key in SHORTHAND_SECTIONS:
+        node: Any = raw
+        for part in parents:
+            node = node.get(part) if isinstance(node, dict) else None
+        if isinstance(node, dict) and isinstance(node.get(key), str):
+            node[key] = {"name": node[key]}
+    return raw
 
 
 PATH_KEYS = (("model", "pretrained"), ("data", "path"))
@@ -339,8 +462,11 @@ def _deep_copy(obj: Any) -> Any:
 SCHED_FIXED = ("optimizer", "steps_per_epoch", "epochs")
 
 
-def check_components(config: RunConfig, where: str = "") -> None:
-    """Check every registered name and its arguments before anything runs."""
+def check_components(config: RunConfig, where: str = "", sources: Sources | None = None) -> None:
+    """Check every registered name and its arguments before anything runs.
+
+    ``sources`` says which keys came from ``--set`` overrides, so that their errors name them.
+    """
     from deepworks.registry import (
         AUGMENTATIONS,
         CALLBACKS,
@@ -354,8 +480,9 @@ def check_components(config: RunConfig, where: str = "") -> None:
     )
 
     pre = f"{where}: " if where else ""
+    sources = sources if sources is not None else Sources(where)
     t = config.train
-    task = TASKS.get(config.task.name, where=f"{pre}task.name")
+    task = TASKS.get(config.task.name, where=sources("task.name"))
     loss_name = t.loss.name or (getattr(task, "losses", None) or (None,))[0]
     sections = [
         (DATASETS, config.data.name, config.data, "data", ()),
@@ -372,9 +499,14 @@ def check_components(config: RunConfig, where: str = "") -> None:
     for i, aug in enumerate(t.augment):
         sections.append((AUGMENTATIONS, aug.name, aug, f"train.augment.{i}", ("num_classes",)))
     for registry, name, section, key, fixed in sections:
-        factory = registry.get(name, where=f"{pre}{key}.name")
+        factory = registry.get(name, where=sources(f"{key}.name"))
         own = tuple(type(section).model_fields)
-        check_kwargs(factory, section.kwargs, f"{pre}{key}", dict.fromkeys(fixed), also=own)
+
+        def blame(kwarg: str, key: str = key) -> str | None:
+            return sources.override(f"{key}.{kwarg}")
+
+        fixed_kwargs = dict.fromkeys(fixed)
+        check_kwargs(factory, section.kwargs, f"{pre}{key}", fixed_kwargs, also=own, blame=blame)
 
 
 def dump_config(config: RunConfig) -> str:

@@ -12,13 +12,22 @@ parametrized over the registries so that a newly registered component is tested 
 from __future__ import annotations
 
 import inspect
+import types
 import typing
 from collections.abc import Callable, Iterator
-from typing import Any
+from typing import Annotated, Any
 
-from pydantic import ConfigDict, TypeAdapter, ValidationError
+from pydantic import ConfigDict, Field, TypeAdapter, ValidationError
 
 from deepworks.errors import ConfigError, close_match, unknown_choice
+
+# Ranges of factory arguments, checked with the config before anything is built
+# (``dropout: Probability = 0.1``): a value outside says which key, which value and which range.
+Probability = Annotated[float, Field(ge=0.0, lt=1.0)]  # dropout and the like: [0, 1)
+PositiveInt = Annotated[int, Field(ge=1)]  # sizes, channels, layers, heads, kernel sizes
+NonNegativeInt = Annotated[int, Field(ge=0)]  # padding, ids, counts that may be zero
+PositiveFloat = Annotated[float, Field(gt=0.0)]  # rates, ratios, epsilons
+NonNegativeFloat = Annotated[float, Field(ge=0.0)]  # weight decay, noise levels
 
 
 class Registry:
@@ -98,11 +107,14 @@ def check_kwargs(
     where: str,
     fixed: dict | None = None,
     also: tuple[str, ...] = (),
+    blame: Callable[[str], str | None] | None = None,
 ) -> None:
-    """Raise a :class:`ConfigError` for a keyword ``factory`` does not accept.
+    """Raise a :class:`ConfigError` for a keyword ``factory`` does not accept, or a value that
+    does not fit its annotation (type, or range: ``dropout: Probability``).
 
     ``also`` names keys of the surrounding config section (``name``, ``split``, ...), offered as
-    choices and close matches but never passed to the factory.
+    choices and close matches but never passed to the factory. ``blame(key)`` may name where a
+    key's value came from instead of ``where`` (a ``--set`` override).
     """
     names, varkw = accepted_kwargs(factory)
     if varkw:
@@ -110,22 +122,28 @@ def check_kwargs(
     allowed = [n for n in also if n not in names] + [n for n in names if n not in (fixed or {})]
     hints = _type_hints(factory)
     for key, value in kwargs.items():
+        source = blame(key) if blame is not None else None
         if key in hints and key not in also:
-            _check_type(hints[key], value, f"{where}.{key}" if where else key)
+            _check_type(hints[key], value, source or (f"{where}.{key}" if where else key))
         if key not in allowed:
             hint = close_match(key, allowed)
             did_you_mean = f"; did you mean '{hint}'?" if hint else ""
-            raise ConfigError(
-                f"{where}: unknown key {key!r}{did_you_mean} (choices: {', '.join(allowed)})"
-            )
+            choices = f"(choices: {', '.join(allowed)})"
+            if source is not None and source.endswith(f".{key}"):  # "--set a=...: a.b.key"
+                raise ConfigError(f"{source}: unknown key{did_you_mean} {choices}")
+            raise ConfigError(f"{source or where}: unknown key {key!r}{did_you_mean} {choices}")
 
 
 def _type_hints(factory: Callable) -> dict[str, Any]:
     target = factory.__init__ if inspect.isclass(factory) else factory
     try:
-        return typing.get_type_hints(target)
+        return typing.get_type_hints(target, include_extras=True)  # keep Annotated ranges
     except Exception:  # unresolvable annotations: skip the type check, the call still checks
         return {}
+
+
+BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
+BOUND_ERRORS = {"greater_than", "greater_than_equal", "less_than", "less_than_equal"}
 
 
 def _check_type(hint: Any, value: Any, where: str) -> None:
@@ -137,12 +155,66 @@ def _check_type(hint: Any, value: Any, where: str) -> None:
     try:
         adapter.validate_python(value)
     except ValidationError as exc:
-        msg = exc.errors()[0]["msg"]
-        plain = typing.get_origin(hint) is None and hasattr(hint, "__name__")
-        expected = hint.__name__ if plain else str(hint).replace("typing.", "")
+        errors = exc.errors()
+        bound = next((e for e in errors if e["type"] in BOUND_ERRORS), None)
+        if bound is not None:  # the type fits, the value is outside its range
+            items = [str(p) for p in bound["loc"] if isinstance(p, int)]  # in a list: its index
+            at = f" (item {', '.join(items)})" if items else ""
+            ranges = " and ".join(_bounds(hint, bound.get("ctx", {})))
+            raise ConfigError(
+                f"{where}: {bound['input']!r}{at} is out of range (must be {ranges})"
+            ) from exc
+        msg = errors[0]["msg"]
         raise ConfigError(
-            f"{where}: {value!r} is not a valid {expected} ({msg[0].lower() + msg[1:]})"
+            f"{where}: {value!r} is not a valid {_hint_text(hint)} ({msg[0].lower() + msg[1:]})"
         ) from exc
+
+
+def _hint_text(hint: Any) -> str:
+    """An annotation as a reader writes it: ``int | None``, ``list[int]`` (ranges said apart)."""
+    origin, args = typing.get_origin(hint), typing.get_args(hint)
+    if origin is Annotated:
+        return _hint_text(args[0])
+    if origin in (typing.Union, types.UnionType):
+        return " | ".join(_hint_text(a) for a in args)
+    if origin is typing.Literal or (origin is not None and not args):
+        return str(hint).replace("typing.", "")
+    if origin is not None:
+        name = getattr(origin, "__name__", str(origin))
+        return f"{name}[{', '.join(_hint_text(a) for a in args)}]"
+    if hint is type(None):
+        return "None"
+    return getattr(hint, "__name__", str(hint).replace("typing.", ""))
+
+
+def _bounds(hint: Any, failed: dict[str, Any]) -> list[str]:
+    """The range the failed bound belongs to, as ``[">= 0", "< 1"]``."""
+    for group in _annotated_bounds(hint):
+        if any(group.get(k) == v for k, v in failed.items()):
+            return [f"{BOUNDS[k]} {_number(v)}" for k, v in group.items()]
+    return [f"{BOUNDS[k]} {_number(v)}" for k, v in failed.items() if k in BOUNDS]
+
+
+def _annotated_bounds(hint: Any) -> Iterator[dict[str, Any]]:
+    """Each ``Annotated`` range inside ``hint`` (also inside ``list[...]`` and unions)."""
+    if typing.get_origin(hint) is Annotated:
+        base, *metadata = typing.get_args(hint)
+        group = {}
+        for item in metadata:
+            for constraint in [item, *getattr(item, "metadata", [])]:
+                for key in BOUNDS:
+                    if getattr(constraint, key, None) is not None:
+                        group[key] = getattr(constraint, key)
+        if group:
+            yield group
+        yield from _annotated_bounds(base)
+        return
+    for arg in typing.get_args(hint):
+        yield from _annotated_bounds(arg)
+
+
+def _number(v: Any) -> str:
+    return f"{v:g}" if isinstance(v, float) else str(v)
 
 
 MODELS = Registry("a model")

@@ -89,16 +89,19 @@ def build_model(config: RunConfig, data: DataBundle, task: Task) -> Model:
     return model
 
 
-def apply_pretrained(source: str, model: Model, run_dir: Path, warn: Any = None) -> Path:
+def apply_pretrained(
+    source: str, model: Model, run_dir: Path, warn: Any = None, info: Any = None
+) -> Path:
     """Initialize ``model``'s backbone from ``source``: a run directory, or a YAML config that is
-    first trained into ``<run_dir>/pretrained`` (so one command runs both stages)."""
+    first trained into ``<run_dir>/pretrained`` (so one command runs both stages); ``info`` is
+    called with a line saying so."""
     from deepworks.transfer import load_backbone
 
     path = Path(source)
     if path.suffix in (".yaml", ".yml"):
-        if warn is not None:
-            warn(f"pretraining {path} into {run_dir / 'pretrained'}")
-        path = train(path, out=run_dir / "pretrained", progress=False).dir
+        if info is not None:
+            info(f"pretraining {path} into {run_dir / 'pretrained'}")
+        path = train(path, out=run_dir / "pretrained", progress=False, warn=warn, info=info).dir
     elif not path.is_dir():
         raise ConfigError(
             f"model.pretrained: {source} is neither a run directory nor a YAML config"
@@ -135,6 +138,7 @@ def train(
     resume: str | Path | None = None,
     warn: Any = None,
     callbacks: list[Any] | None = None,
+    info: Any = None,
 ) -> Run:
     """Train from a config: data → model → Trainer.fit → test metrics → run directory + report.
 
@@ -146,6 +150,8 @@ def train(
         resume: A run directory to continue from its newest valid checkpoint.
         warn: Called with a line for each checkpoint skipped on resume (default: ignore).
         callbacks: Callback objects added to the configured ones (e.g. a ``Profiler``).
+        info: Called with a line for each expected step worth telling (e.g. pretraining the
+            ``model.pretrained`` config first; default: ignore).
 
     Example:
         >>> run = train("examples/digits_mlp.yaml", overrides={"train.epochs": 5})
@@ -191,7 +197,7 @@ def train(
 
     try:
         if cfg.model.pretrained and checkpoint is None:
-            apply_pretrained(cfg.model.pretrained, model, run_dir, warn)
+            apply_pretrained(cfg.model.pretrained, model, run_dir, warn, info=info)
         if hasattr(model, "unsupervised_pretrain") and checkpoint is None:
             # e.g. a deep belief network's greedy layer-wise RBM pretraining
             model.unsupervised_pretrain(data, run_dir=run_dir, seed=cfg.seed, config=cfg.train)

@@ -62,7 +62,11 @@ def metrics_table(metrics: dict[str, float], title: str, prefixes=("test/", "val
 def train(
     config: Path = typer.Argument(None, help="YAML run config, e.g. examples/digits_mlp.yaml"),
     set_: list[str] = typer.Option([], "--set", help="Override a key: --set train.epochs=5"),
-    out_dir: Path = typer.Option(None, "--out", help="Parent folder of the run (default: out)"),
+    out_dir: Path = typer.Option(
+        None,
+        "--out",
+        help="Parent folder of the run (default: the config's out key, ./runs if it has none)",
+    ),
     resume: Path = typer.Option(
         None,
         "--resume",
@@ -85,6 +89,9 @@ def train(
     def warn(line: str) -> None:
         err.print(f"warning: {line}", markup=False)
 
+    def info(line: str) -> None:  # an expected step worth telling, not a warning
+        err.print(line, markup=False)
+
     callbacks = []
     if profile:
         from deepworks.train.callbacks import Profiler
@@ -97,6 +104,7 @@ def train(
         progress=False if quiet else None,
         resume=resume,
         warn=warn,
+        info=info,
         callbacks=callbacks,
     )
     if run.fit is not None and run.fit.stop_reason:

@@ -36,7 +36,7 @@ from deepworks.errors import ConfigError
 from deepworks.layers import activation as make_activation
 from deepworks.layers import init_weights
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveInt, register_model
 
 
 @register_model("autoencoder")
@@ -62,13 +62,13 @@ class Autoencoder(Model):
 
     def __init__(
         self,
-        in_features: int,
-        in_channels: int | None = None,
-        image_size: Sequence[int] | None = None,
+        in_features: PositiveInt,
+        in_channels: PositiveInt | None = None,
+        image_size: Sequence[PositiveInt] | None = None,
         kind: Literal["dense", "conv"] = "dense",
-        hidden: Sequence[int] = (64,),
-        channels: Sequence[int] = (16, 32),
-        latent_dim: int = 8,
+        hidden: Sequence[PositiveInt] = (64,),
+        channels: Sequence[PositiveInt] = (16, 32),
+        latent_dim: PositiveInt = 8,
         activation: str = "relu",
         code_activation: Literal["linear", "sigmoid", "tanh"] = "linear",
         output: Literal["sigmoid", "linear"] = "linear",

@@ -22,7 +22,7 @@ from torch import nn
 
 from deepworks.errors import ConfigError
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveInt, register_model
 
 #: Heatmap bias so that sigmoid(bias) = 0.1 at the start: most cells are background, and a
 #: prior of 0.5 would make the first focal-loss steps huge (Lin et al., 2017).
@@ -67,12 +67,12 @@ class CenterNet(Model):
 
     def __init__(
         self,
-        in_channels: int = 1,
-        num_classes: int = 3,
-        image_size: int | list[int] | tuple[int, int] = (32, 32),
-        width: int = 32,
-        stride: int = 4,
-        head_width: int | None = None,
+        in_channels: PositiveInt = 1,
+        num_classes: PositiveInt = 3,
+        image_size: PositiveInt | list[PositiveInt] | tuple[PositiveInt, PositiveInt] = (32, 32),
+        width: PositiveInt = 32,
+        stride: PositiveInt = 4,
+        head_width: PositiveInt | None = None,
     ):
         super().__init__()
         if stride not in (1, 2, 4, 8):

@@ -33,7 +33,7 @@ from deepworks.layers.conv import (
 from deepworks.layers.conv import first_conv as find_first_conv
 from deepworks.layers.conv import global_pool as global_pool_layer
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import NonNegativeInt, PositiveInt, Probability, register_model
 
 
 @register_model("cnn")
@@ -66,21 +66,21 @@ class CNN(Model):
 
     def __init__(
         self,
-        in_channels: int,
-        num_classes: int,
-        image_size: list[int] | int = 32,
-        channels: Sequence[int] = (32, 64, 128),
-        kernel_size: int = 3,
-        stride: int = 1,
-        padding: str | int = "same",
-        dilation: int = 1,
-        convs_per_block: int = 1,
+        in_channels: PositiveInt,
+        num_classes: PositiveInt,
+        image_size: list[PositiveInt] | PositiveInt = 32,
+        channels: Sequence[PositiveInt] = (32, 64, 128),
+        kernel_size: PositiveInt = 3,
+        stride: PositiveInt = 1,
+        padding: str | NonNegativeInt = "same",
+        dilation: PositiveInt = 1,
+        convs_per_block: PositiveInt = 1,
         pool: str = "max",
         global_pool: str = "avg",
         batch_norm: bool = True,
-        dropout: float = 0.0,
-        spatial_dropout: float = 0.0,
-        dense: Sequence[int] = (),
+        dropout: Probability = 0.0,
+        spatial_dropout: Probability = 0.0,
+        dense: Sequence[PositiveInt] = (),
         activation: str = "relu",
         init: str = "he",
     ):

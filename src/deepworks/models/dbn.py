@@ -41,7 +41,14 @@ from deepworks.data.bundle import DataBundle, Split
 from deepworks.errors import CheckpointError, ConfigError
 from deepworks.models.base import Model
 from deepworks.models.rbm import RBM
-from deepworks.registry import register_model
+from deepworks.registry import (
+    NonNegativeFloat,
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    register_model,
+)
 
 
 @register_model("dbn")
@@ -64,17 +71,17 @@ class DBN(Model):
 
     def __init__(
         self,
-        in_features: int,
-        num_classes: int,
-        hidden: Sequence[int] = (256, 128),
-        dropout: float = 0.0,
-        pretrain_epochs: int = 10,
-        pretrain_lr: float = 0.05,
-        pretrain_momentum: float = 0.9,
-        pretrain_k: int = 1,
+        in_features: PositiveInt,
+        num_classes: PositiveInt,
+        hidden: Sequence[PositiveInt] = (256, 128),
+        dropout: Probability = 0.0,
+        pretrain_epochs: NonNegativeInt = 10,
+        pretrain_lr: PositiveFloat = 0.05,
+        pretrain_momentum: Probability = 0.9,
+        pretrain_k: PositiveInt = 1,
         pretrain_persistent: bool = False,
-        pretrain_batch_size: int = 32,
-        pretrain_weight_decay: float = 1e-4,
+        pretrain_batch_size: PositiveInt = 32,
+        pretrain_weight_decay: NonNegativeFloat = 1e-4,
     ):
         super().__init__()
         if not hidden:

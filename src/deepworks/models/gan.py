@@ -40,7 +40,7 @@ from torch import nn
 
 from deepworks.errors import ConfigError
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import NonNegativeInt, PositiveInt, register_model
 
 _NORMS = (nn.BatchNorm1d, nn.BatchNorm2d, nn.GroupNorm, nn.LayerNorm)
 _OUTPUTS = {"sigmoid": nn.Sigmoid, "tanh": nn.Tanh, "linear": nn.Identity}
@@ -127,17 +127,17 @@ class GAN(Model):
 
     def __init__(
         self,
-        in_features: int | None = None,
-        in_channels: int | None = None,
-        image_size: Sequence[int] | None = None,
-        num_classes: int = 0,
+        in_features: PositiveInt | None = None,
+        in_channels: PositiveInt | None = None,
+        image_size: Sequence[PositiveInt] | None = None,
+        num_classes: NonNegativeInt = 0,
         kind: Literal["dcgan", "mlp"] = "dcgan",
-        latent_dim: int = 32,
-        channels: Sequence[int] = (128, 64),
-        hidden: Sequence[int] = (256, 256),
+        latent_dim: PositiveInt = 32,
+        channels: Sequence[PositiveInt] = (128, 64),
+        hidden: Sequence[PositiveInt] = (256, 256),
         d_norm: Literal["batch", "layer", "none"] = "batch",
         conditional: bool = False,
-        embed_dim: int = 16,
+        embed_dim: PositiveInt = 16,
         output: Literal["sigmoid", "tanh", "linear"] = "sigmoid",
     ):
         super().__init__()

@@ -55,7 +55,13 @@ from deepworks.layers.attention import (
     TransformerBlock,
 )
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import (
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    register_model,
+)
 
 POSITIONS = ("learned", "sinusoidal", "rotary")
 
@@ -124,17 +130,17 @@ class GPT(Model):
 
     def __init__(
         self,
-        num_classes: int,
-        vocab_size: int | None = None,
-        dim: int = 128,
-        depth: int = 4,
-        num_heads: int = 4,
-        mlp_ratio: float = 4.0,
-        max_len: int = 256,
-        dropout: float = 0.0,
+        num_classes: PositiveInt,
+        vocab_size: PositiveInt | None = None,
+        dim: PositiveInt = 128,
+        depth: PositiveInt = 4,
+        num_heads: PositiveInt = 4,
+        mlp_ratio: PositiveFloat = 4.0,
+        max_len: PositiveInt = 256,
+        dropout: Probability = 0.0,
         positions: Literal["learned", "sinusoidal", "rotary"] = "learned",
         tie_weights: bool = False,
-        pad_id: int | None = 0,
+        pad_id: NonNegativeInt | None = 0,
         bias: bool = True,
     ):
         super().__init__()

@@ -20,7 +20,7 @@ from deepworks.layers import init_weights
 from deepworks.layers.conv import act_layer, conv_out, pair, pool_layer
 from deepworks.layers.conv import first_conv as find_first_conv
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import NonNegativeInt, PositiveInt, register_model
 
 
 @register_model("lenet")
@@ -43,12 +43,12 @@ class LeNet(Model):
 
     def __init__(
         self,
-        in_channels: int,
-        num_classes: int,
-        image_size: list[int] | int = 32,
+        in_channels: PositiveInt,
+        num_classes: PositiveInt,
+        image_size: list[PositiveInt] | PositiveInt = 32,
         activation: str = "relu",
         pool: str = "max",
-        padding: int | None = None,
+        padding: NonNegativeInt | None = None,
         init: str = "he",
     ):
         super().__init__()

@@ -11,7 +11,7 @@ import torch
 from torch import nn
 
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveInt, register_model
 
 
 @register_model("linear")
@@ -24,7 +24,7 @@ class Linear(Model):
         bias: Learn an intercept.
     """
 
-    def __init__(self, in_features: int, num_classes: int, bias: bool = True):
+    def __init__(self, in_features: PositiveInt, num_classes: PositiveInt, bias: bool = True):
         super().__init__()
         self.flatten = nn.Flatten()
         self.head = nn.Linear(in_features, num_classes, bias=bias)

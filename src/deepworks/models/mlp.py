@@ -15,7 +15,7 @@ from torch import nn
 from deepworks.layers import activation as make_activation
 from deepworks.layers import init_weights, norm_layer
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveInt, Probability, register_model
 
 
 @register_model("mlp")
@@ -35,11 +35,11 @@ class MLP(Model):
 
     def __init__(
         self,
-        in_features: int,
-        num_classes: int,
-        hidden: Sequence[int] = (128, 64),
+        in_features: PositiveInt,
+        num_classes: PositiveInt,
+        hidden: Sequence[PositiveInt] = (128, 64),
         activation: str = "relu",
-        dropout: float = 0.0,
+        dropout: Probability = 0.0,
         norm: str | None = None,
         init: str = "he",
         output_activation: str | None = None,

@@ -22,7 +22,7 @@ from torch import nn
 from deepworks.layers.conv import ConvBNAct, pair
 from deepworks.layers.conv import first_conv as find_first_conv
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveFloat, PositiveInt, Probability, register_model
 
 # (expansion t, output channels c, blocks n, stride s of the first block) per stage
 SETTINGS = [
@@ -86,12 +86,12 @@ class MobileNetV2(Model):
 
     def __init__(
         self,
-        in_channels: int,
-        num_classes: int,
-        image_size: list[int] | int = 32,
-        width_mult: float = 1.0,
-        dropout: float = 0.2,
-        last_channels: int = 1280,
+        in_channels: PositiveInt,
+        num_classes: PositiveInt,
+        image_size: list[PositiveInt] | PositiveInt = 32,
+        width_mult: PositiveFloat = 1.0,
+        dropout: Probability = 0.2,
+        last_channels: PositiveInt = 1280,
         stem: str = "auto",
     ):
         super().__init__()

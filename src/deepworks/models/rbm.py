@@ -42,7 +42,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveFloat, PositiveInt, register_model
 
 
 @register_model("rbm")
@@ -59,7 +59,9 @@ class RBM(Model):
     family = "generative"
     example_input_shape = (12,)
 
-    def __init__(self, in_features: int, hidden: int = 64, init_std: float = 0.01):
+    def __init__(
+        self, in_features: PositiveInt, hidden: PositiveInt = 64, init_std: PositiveFloat = 0.01
+    ):
         super().__init__()
         if in_features < 1 or hidden < 1:
             raise ValueError(f"in_features and hidden must be >= 1, not {in_features}, {hidden}")

@@ -25,7 +25,7 @@ from torch import nn
 from deepworks.layers.conv import ConvBNAct, pair
 from deepworks.layers.conv import first_conv as find_first_conv
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveInt, register_model
 
 LAYERS = {10: (1, 1, 1, 1), 18: (2, 2, 2, 2), 34: (3, 4, 6, 3)}
 
@@ -69,11 +69,11 @@ class ResNet(Model):
 
     def __init__(
         self,
-        in_channels: int,
-        num_classes: int,
-        image_size: list[int] | int = 32,
-        depth: int = 18,
-        width: int = 64,
+        in_channels: PositiveInt,
+        num_classes: PositiveInt,
+        image_size: list[PositiveInt] | PositiveInt = 32,
+        depth: PositiveInt = 18,
+        width: PositiveInt = 64,
         stem: str = "auto",
         zero_init_residual: bool = False,
     ):

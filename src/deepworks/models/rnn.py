@@ -48,7 +48,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
 from deepworks.errors import ConfigError
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import NonNegativeInt, PositiveInt, Probability, register_model
 
 #: What nn.RNN / nn.GRU return as state (h), and nn.LSTM ((h, c)); each (layers * D, B, H).
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
@@ -97,19 +97,19 @@ class RNN(Model):
 
     def __init__(
         self,
-        num_classes: int,
+        num_classes: PositiveInt,
         cell: Literal["rnn", "lstm", "gru"] = "lstm",
-        hidden_size: int = 128,
-        num_layers: int = 1,
+        hidden_size: PositiveInt = 128,
+        num_layers: PositiveInt = 1,
         bidirectional: bool = False,
-        dropout: float = 0.0,
+        dropout: Probability = 0.0,
         output: Literal["last", "sequence"] = "last",
         pooling: Literal["last", "mean", "max"] = "last",
-        vocab_size: int | None = None,
-        embedding_dim: int = 64,
-        pad_id: int = 0,
+        vocab_size: PositiveInt | None = None,
+        embedding_dim: PositiveInt = 64,
+        pad_id: NonNegativeInt = 0,
         freeze_embedding: bool = False,
-        input_size: int | None = None,
+        input_size: PositiveInt | None = None,
     ):
         super().__init__()
         if cell not in CELLS:

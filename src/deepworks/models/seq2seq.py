@@ -36,7 +36,7 @@ from torch import nn
 from deepworks.data.text.vocab import BOS_ID, EOS_ID, PAD_ID
 from deepworks.models.base import EncoderDecoder
 from deepworks.models.beam import Beam
-from deepworks.registry import register_model
+from deepworks.registry import NonNegativeInt, PositiveInt, Probability, register_model
 
 State = torch.Tensor | tuple[torch.Tensor, torch.Tensor]
 
@@ -105,16 +105,16 @@ class Seq2Seq(EncoderDecoder):
 
     def __init__(
         self,
-        vocab_size: int = 64,
-        num_classes: int = 16,
-        pad_id: int = PAD_ID,
-        embed_dim: int = 64,
-        hidden: int = 128,
-        layers: int = 1,
+        vocab_size: PositiveInt = 64,
+        num_classes: PositiveInt = 16,
+        pad_id: NonNegativeInt = PAD_ID,
+        embed_dim: PositiveInt = 64,
+        hidden: PositiveInt = 128,
+        layers: PositiveInt = 1,
         cell: Literal["gru", "lstm"] = "gru",
         bidirectional: bool = True,
         attention: Literal["bahdanau", "luong", "none"] = "bahdanau",
-        dropout: float = 0.0,
+        dropout: Probability = 0.0,
     ):
         super().__init__()
         self.pad_id, self.layers, self.hidden = pad_id, layers, hidden

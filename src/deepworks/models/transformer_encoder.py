@@ -46,7 +46,13 @@ from torch import nn
 from deepworks.errors import ConfigError
 from deepworks.layers.attention import LearnedPositions, TransformerBlock
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import (
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    register_model,
+)
 
 #: Sizes a checkpoint's config.json fixes, and their defaults without one.
 ARCH_DEFAULTS = {
@@ -103,19 +109,19 @@ class TransformerEncoder(Model):
 
     def __init__(
         self,
-        num_classes: int,
-        vocab_size: int | None = None,
-        dim: int | None = None,
-        depth: int | None = None,
-        num_heads: int | None = None,
-        mlp_dim: int | None = None,
-        max_len: int | None = None,
-        dropout: float = 0.1,
-        pad_id: int | None = None,
+        num_classes: PositiveInt,
+        vocab_size: PositiveInt | None = None,
+        dim: PositiveInt | None = None,
+        depth: PositiveInt | None = None,
+        num_heads: PositiveInt | None = None,
+        mlp_dim: PositiveInt | None = None,
+        max_len: PositiveInt | None = None,
+        dropout: Probability = 0.1,
+        pad_id: NonNegativeInt | None = None,
         output: Literal["last", "sequence"] = "last",
         pooling: Literal["cls", "mean"] = "mean",
-        type_vocab_size: int | None = None,
-        layer_norm_eps: float | None = None,
+        type_vocab_size: PositiveInt | None = None,
+        layer_norm_eps: PositiveFloat | None = None,
         activation: Literal["gelu", "relu"] | None = None,
         weights: str | None = None,
     ):

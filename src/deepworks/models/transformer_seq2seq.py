@@ -47,7 +47,13 @@ from deepworks.layers.attention import (
 )
 from deepworks.models.base import EncoderDecoder
 from deepworks.models.beam import Beam
-from deepworks.registry import register_model
+from deepworks.registry import (
+    NonNegativeInt,
+    PositiveFloat,
+    PositiveInt,
+    Probability,
+    register_model,
+)
 
 
 @contextmanager
@@ -106,17 +112,17 @@ class TransformerSeq2Seq(EncoderDecoder):
 
     def __init__(
         self,
-        vocab_size: int = 64,
-        num_classes: int = 16,
-        pad_id: int = PAD_ID,
-        dim: int = 64,
-        num_heads: int = 4,
-        encoder_layers: int = 2,
-        decoder_layers: int = 2,
-        mlp_ratio: float = 4.0,
-        dropout: float = 0.0,
+        vocab_size: PositiveInt = 64,
+        num_classes: PositiveInt = 16,
+        pad_id: NonNegativeInt = PAD_ID,
+        dim: PositiveInt = 64,
+        num_heads: PositiveInt = 4,
+        encoder_layers: PositiveInt = 2,
+        decoder_layers: PositiveInt = 2,
+        mlp_ratio: PositiveFloat = 4.0,
+        dropout: Probability = 0.0,
         positions: Literal["learned", "sinusoidal"] = "learned",
-        max_len: int = 256,
+        max_len: PositiveInt = 256,
     ):
         super().__init__()
         if dim % num_heads:

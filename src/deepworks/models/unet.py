@@ -29,7 +29,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveInt, Probability, register_model
 
 UPSAMPLE = ("transpose", "bilinear")
 
@@ -76,13 +76,13 @@ class UNet(Model):
 
     def __init__(
         self,
-        in_channels: int,
-        num_classes: int,
-        image_size: int | Sequence[int] = 32,
-        base_channels: int = 16,
-        depth: int = 3,
+        in_channels: PositiveInt,
+        num_classes: PositiveInt,
+        image_size: PositiveInt | Sequence[PositiveInt] = 32,
+        base_channels: PositiveInt = 16,
+        depth: PositiveInt = 3,
         batch_norm: bool = True,
-        dropout: float = 0.0,
+        dropout: Probability = 0.0,
         upsample: str = "transpose",
     ):
         super().__init__()

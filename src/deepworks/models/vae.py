@@ -36,7 +36,7 @@ from torch import nn
 
 from deepworks.errors import ConfigError
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveInt, register_model
 
 
 def _mlp(widths: Sequence[int]) -> nn.Sequential:
@@ -71,14 +71,14 @@ class VAE(Model):
 
     def __init__(
         self,
-        in_features: int | None = None,
-        in_channels: int | None = None,
-        image_size: Sequence[int] | None = None,
-        num_classes: int | None = None,
+        in_features: PositiveInt | None = None,
+        in_channels: PositiveInt | None = None,
+        image_size: Sequence[PositiveInt] | None = None,
+        num_classes: PositiveInt | None = None,
         kind: str = "dense",
-        latent_dim: int = 8,
-        hidden: Sequence[int] = (256, 128),
-        channels: Sequence[int] = (32, 64),
+        latent_dim: PositiveInt = 8,
+        hidden: Sequence[PositiveInt] = (256, 128),
+        channels: Sequence[PositiveInt] = (32, 64),
         conditional: bool = False,
         likelihood: str = "bernoulli",
     ):

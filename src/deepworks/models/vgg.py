@@ -24,7 +24,7 @@ from deepworks.layers.conv import ConvBNAct, dense_stack, pair, pool_layer
 from deepworks.layers.conv import first_conv as find_first_conv
 from deepworks.layers.conv import global_pool as global_pool_layer
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveInt, Probability, register_model
 
 POOLS = {"M": "max", "A": "avg"}
 
@@ -53,13 +53,13 @@ class VGG(Model):
 
     def __init__(
         self,
-        in_channels: int,
-        num_classes: int,
-        image_size: list[int] | int = 32,
-        config: Sequence[int | str] = (32, 32, "M", 64, 64, "M", 128, 128, "M"),
+        in_channels: PositiveInt,
+        num_classes: PositiveInt,
+        image_size: list[PositiveInt] | PositiveInt = 32,
+        config: Sequence[PositiveInt | str] = (32, 32, "M", 64, 64, "M", 128, 128, "M"),
         batch_norm: bool = True,
-        dense: Sequence[int] = (),
-        dropout: float = 0.0,
+        dense: Sequence[PositiveInt] = (),
+        dropout: Probability = 0.0,
         global_pool: str = "avg",
         activation: str = "relu",
         init: str = "he",

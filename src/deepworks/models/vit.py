@@ -28,7 +28,7 @@ from torch import nn
 from deepworks.errors import ConfigError
 from deepworks.layers.attention import TransformerBlock
 from deepworks.models.base import Model
-from deepworks.registry import register_model
+from deepworks.registry import PositiveFloat, PositiveInt, Probability, register_model
 
 
 @register_model("vit")
@@ -60,15 +60,15 @@ class ViT(Model):
 
     def __init__(
         self,
-        in_channels: int = 3,
-        image_size: list[int] | int = 32,
-        num_classes: int = 10,
-        patch_size: int = 4,
-        dim: int = 64,
-        depth: int = 4,
-        num_heads: int = 4,
-        mlp_ratio: float = 2.0,
-        dropout: float = 0.0,
+        in_channels: PositiveInt = 3,
+        image_size: list[PositiveInt] | PositiveInt = 32,
+        num_classes: PositiveInt = 10,
+        patch_size: PositiveInt = 4,
+        dim: PositiveInt = 64,
+        depth: PositiveInt = 4,
+        num_heads: PositiveInt = 4,
+        mlp_ratio: PositiveFloat = 2.0,
+        dropout: Probability = 0.0,
         pooling: Literal["cls", "mean"] = "cls",
     ):
         super().__init__()
