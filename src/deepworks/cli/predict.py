@@ -41,6 +41,7 @@ def predict(
         buf = io.BytesIO()
         np.savez_compressed(buf, ids=np.asarray(ids), **preds)
         atomic_write_bytes(output, buf.getvalue())
+        _wrote(len(ids), output)
         return
     rows = []
     for i, sample in enumerate(ids):
@@ -62,6 +63,7 @@ def predict(
         rows = [{"id": "", "prediction": ""}]  # a header, nothing detected
     if output is not None and output.suffix == ".json":
         atomic_write_text(output, json.dumps(rows, indent=1))
+        _wrote(len(ids), output)
         return
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
@@ -69,6 +71,7 @@ def predict(
     writer.writerows(rows)
     if output is not None:
         atomic_write_text(output, buf.getvalue())
+        _wrote(len(ids), output)
     else:
         out.print(buf.getvalue(), end="", markup=False)
 
@@ -78,3 +81,7 @@ def _box_row(sample: str, det, class_names: list[str] | None) -> dict:
     name = class_names[int(cls)] if class_names else str(int(cls))
     box = {"x1": round(x1, 2), "y1": round(y1, 2), "x2": round(x2, 2), "y2": round(y2, 2)}
     return {"id": sample, "prediction": name, "score": round(score, 4)} | box
+
+
+def _wrote(n: int, output: Path) -> None:
+    out.print(f"wrote {n} prediction{'' if n == 1 else 's'} to {output}", markup=False)

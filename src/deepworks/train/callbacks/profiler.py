@@ -19,6 +19,7 @@ wall time includes its kernels.
 from __future__ import annotations
 
 import json
+import os
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -71,6 +72,9 @@ class Profiler(Callback):
         if self.cuda:
             activities.append(ProfilerActivity.CUDA)
         sched = schedule(wait=self.wait, warmup=self.warmup, active=self.active, repeat=1)
+        # libkineto writes "USDT: ... profiler_start" markers to stderr at every log level up to
+        # ERROR; a level above its highest (USDT = 5), read when kineto starts, keeps them out
+        os.environ.setdefault("KINETO_LOG_LEVEL", "6")
         self.prof = profile(activities=activities, schedule=sched)
         self.prof.start()
         self.steps, self.step_times = 0, []
