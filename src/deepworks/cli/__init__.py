@@ -16,7 +16,10 @@ from deepworks.errors import DeepworksError
 
 app = typer.Typer(
     name="deepworks",
-    help="deepworks: train, evaluate and inspect deep learning models from YAML configs.",
+    help="deepworks: train, evaluate and inspect deep learning models from YAML configs. "
+    "An error a user can fix prints one line and exits with code 2; add --debug anywhere on the "
+    "command line to see its traceback instead. `deepworks describe NAME` shows a component's "
+    "options.",
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
