@@ -292,3 +292,76 @@ def test_real_safetensors_written_by_hand_load(tmp_path):
     assert torch.equal(tensors["model"]["w"], torch.arange(3.0)) and state == {"epoch": 5}
     with pytest.raises(CheckpointError, match="SHA-256"):
         load_checkpoint(path)
+
+
+# --- files that match their manifest but do not parse ----------------------------------------
+
+
+def forge(path, name: str, data: bytes) -> None:
+    """Replace a checkpoint file and rewrite the manifest to match it (hash recomputed)."""
+    (path / name).write_bytes(data)
+    manifest = json.loads((path / "manifest.json").read_text())
+    manifest["files"][name] = ckpt.sha256(path / name)
+    (path / "manifest.json").write_text(json.dumps(manifest))
+
+
+@pytest.mark.parametrize(
+    ("name", "data", "why"),
+    [
+        ("model.safetensors", pickle.dumps({"w": [1.0, 2.0]}), "not a valid safetensors"),
+        ("model.safetensors", b"\x10\x00\x00\x00\x00\x00\x00\x00{not json at all", "safetensors"),
+        ("state.json", b"{'epoch': 0", "not valid JSON"),
+        ("state.json", b"[1, 2]", "not a JSON object"),
+    ],
+)
+def test_a_file_that_does_not_parse_is_damaged_though_its_hash_matches(tmp_path, name, data, why):
+    path = tmp_path / "c"
+    save_checkpoint(path, {"model": {"w": torch.ones(2)}}, {"epoch": 0})
+    forge(path, name, data)
+    with pytest.raises(CheckpointError, match=why) as err:
+        verify_checkpoint(path)
+    assert str(path / name) in str(err.value) and "\n" not in str(err.value)
+
+
+def test_cli_verify_names_a_pickle_with_a_matching_manifest(tmp_path):
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    root = tmp_path / "run" / "checkpoints"
+    dirs = ckpt.CheckpointDir(root, keep_last=3)
+    for step in (10, 20):
+        dirs.save(step, lambda p: save_checkpoint(p, {"model": {"w": torch.ones(2)}}, {}))
+    newest = dirs.steps()[0]
+    forge(newest, "model.safetensors", pickle.dumps({"w": torch.ones(2).tolist()}))
+    exe = str(Path(sys.executable).parent / "deepworks")
+    command = [exe, "checkpoint", "verify", str(tmp_path / "run")]
+    done = subprocess.run(command, capture_output=True, text=True, timeout=120)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert str(newest / "model.safetensors") in done.stderr
+    assert "not a valid safetensors file" in done.stderr
+    lines = done.stdout.splitlines()
+    assert "DAMAGED" in next(line for line in lines if newest.name in line)
+    assert "DAMAGED" not in next(line for line in lines if "step-00000010" in line)
+
+
+def test_resume_falls_back_past_an_unparsable_newest_checkpoint(tmp_path):
+    from deepworks.run import train
+
+    config = {
+        "name": "tiny",
+        "data": {"name": "iris"},
+        "model": {"name": "mlp", "hidden": [8]},
+        "train": {"epochs": 2, "batch_size": 64, "progress": False, "checkpoint": {"keep_last": 3}},
+    }
+    run = train(config, out=tmp_path).dir
+    ckpts = ckpt.CheckpointDir(run / "checkpoints")
+    newest, older = ckpts.steps()[:2]
+    forge(newest, "state.json", b"\x80\x04 not json")
+    notes: list[str] = []
+    assert ckpts.newest_valid(notes.append) == older
+    assert notes[0].startswith(f"skipping {newest.name}: ") and "state.json" in notes[0]
+    notes.clear()
+    resumed = train(resume=run, overrides={"train.epochs": 3}, warn=notes.append)
+    assert any(n.startswith(f"skipping {newest.name}") for n in notes), notes
+    assert resumed.metrics["train/epochs"] >= 1

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from safetensors import SafetensorError
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load as st_load
 from safetensors.torch import save as st_save
 
@@ -151,22 +151,52 @@ def _json_default(obj: Any) -> Any:
 
 
 def verify_checkpoint(path: str | Path) -> dict[str, str]:
-    """Check that every file of the manifest exists and has its SHA-256; return the manifest."""
+    """Check that every file of the manifest exists, has its SHA-256 and parses as what its name
+    says (a safetensors header, a JSON document); return the manifest.
+
+    A hash only says that a file is the one the manifest was written for; a file that was
+    replaced together with its manifest (a pickle named ``model.safetensors``, hashes recomputed)
+    matches its hash, and only parsing it tells that it is not a checkpoint file.
+    """
     path = Path(path)
     manifest_path = path / MANIFEST
     if not manifest_path.is_file():
         raise CheckpointError(f"{path}: not a checkpoint (no {MANIFEST})")
     try:
         files = json.loads(manifest_path.read_text())["files"]
-    except (ValueError, KeyError, TypeError) as exc:
-        raise CheckpointError(f"{manifest_path}: unreadable manifest") from exc
+        if not isinstance(files, dict) or not all(isinstance(d, str) for d in files.values()):
+            raise TypeError("'files' is not a {name: sha256} table")
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CheckpointError(f"{manifest_path}: unreadable manifest ({exc})") from exc
+    if "state.json" not in files:
+        raise CheckpointError(f"{manifest_path}: lists no state.json; not a complete checkpoint")
     for name, digest in files.items():
         f = path / name
         if not f.is_file():
             raise CheckpointError(f"{f}: missing from the checkpoint")
         if sha256(f) != digest:
             raise CheckpointError(f"{f}: SHA-256 mismatch (corrupted or modified); not loaded")
+        check_parses(f)
     return files
+
+
+def check_parses(file: Path) -> None:
+    """Raise :class:`CheckpointError` unless ``file`` parses: a ``.safetensors`` file's header
+    (its tensor table, every tensor inside the file), a ``.json`` file's JSON (``state.json``:
+    an object). Tensors are not read."""
+    if file.suffix == ".safetensors":
+        try:
+            with safe_open(str(file), framework="pt") as f:
+                f.keys()
+        except (SafetensorError, OSError, ValueError) as exc:
+            raise CheckpointError(f"{file}: not a valid safetensors file ({exc})") from exc
+    elif file.suffix == ".json":
+        try:
+            doc = json.loads(file.read_text())
+        except (OSError, ValueError) as exc:  # UnicodeDecodeError is a ValueError
+            raise CheckpointError(f"{file}: not valid JSON ({exc})") from exc
+        if file.name == "state.json" and not isinstance(doc, dict):
+            raise CheckpointError(f"{file}: not a JSON object")
 
 
 def load_checkpoint(
