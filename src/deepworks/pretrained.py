@@ -8,11 +8,12 @@ A *BERT-format directory* is what the Hugging Face ecosystem saves for a BERT en
 - ``tokenizer.json``: the WordPiece tokenizer (lower-casing, accent handling, ``[CLS]`` /
   ``[SEP]`` around every text), read with the ``tokenizers`` library.
 
-:func:`from_pretrained` turns such a directory into a deepworks
-:class:`~deepworks.models.transformer_encoder.TransformerEncoder` and a
-:class:`WordPieceTokenizer`, mapping every tensor onto deepworks' module names (the table in
-:func:`hf_name_map`) and checking every shape. ``"minilm"`` names the packaged
+This module reads such a directory: :func:`read_config` the architecture, :func:`load_weights`
+the tensors, mapped onto deepworks' module names (the table in :func:`hf_name_map`) with every
+shape checked, and :class:`WordPieceTokenizer` the tokenizer. ``"minilm"`` names the packaged
 sentence-transformers/all-MiniLM-L6-v2 checkpoint (6 layers, 384 wide, 22.7 M parameters).
+:func:`deepworks.models.transformer_encoder.from_pretrained` builds the model and its tokenizer
+from it in one call (the model sits a layer above this module, which the data's tokenizers use).
 
 **Sentence embeddings** (Reimers & Gurevych, 2019). A sentence-transformer encodes a text into
 one vector by averaging the final token states over the real (non-padding) tokens and
@@ -20,7 +21,9 @@ normalising to unit length::
 
     e = Σ_t m_t h_t / Σ_t m_t,      embedding = e / ||e||_2
 
-so that the cosine similarity of two texts is a dot product (:func:`sentence_embeddings`).
+so that the cosine similarity of two texts is a dot product (:func:`sentence_embeddings`). The
+mask ``m`` is the tokenizer's attention mask: a text may contain the literal string ``[PAD]``,
+which is tokenized to the pad id but is a real token of the text.
 """
 
 from __future__ import annotations
@@ -29,14 +32,12 @@ import json
 import os
 from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
+from torch import nn
 
 from deepworks.errors import ConfigError
-
-if TYPE_CHECKING:
-    from deepworks.models.transformer_encoder import TransformerEncoder
 
 #: The packaged MiniLM checkpoint's short name (``model.weights: minilm``).
 MINILM = "minilm"
@@ -151,12 +152,15 @@ def _strip_prefix(name: str) -> str:
     return name[len("bert.") :] if name.startswith("bert.") else name
 
 
-def load_weights(model: TransformerEncoder, path: str | os.PathLike) -> list[str]:
+def load_weights(model: nn.Module, path: str | os.PathLike) -> list[str]:
     """Copy a BERT-format directory's weights into ``model`` (in place).
 
     Every encoder tensor of the model must be present with the same shape, or a one-line
     error names the tensor and both shapes. The output head is left as it is (the checkpoint
     has none for our task). Returns the checkpoint tensors that were not used.
+
+    Args:
+        model: A :class:`~deepworks.models.transformer_encoder.TransformerEncoder`.
     """
     from safetensors import SafetensorError
     from safetensors.torch import load_file
@@ -235,11 +239,21 @@ class WordPieceTokenizer:
 
     def encode_padded(self, texts: Sequence[str]) -> torch.Tensor:
         """(N, L) ids of ``texts``, right-padded with ``[PAD]`` to the longest."""
+        return self.encode_masked(texts)[0]
+
+    def encode_masked(self, texts: Sequence[str]) -> tuple[torch.Tensor, torch.Tensor]:
+        """(ids (N, L), attention mask (N, L)) of ``texts``, right-padded with ``[PAD]``.
+
+        The mask is True at the tokens of the text, False at the padding: a literal ``[PAD]``
+        in a text has the pad id but is a token of the text, and the mask says so.
+        """
         ids = self.encode_batch(texts)
         x = torch.full((len(ids), max(len(s) for s in ids)), self.pad_id, dtype=torch.int64)
+        mask = torch.zeros(x.shape, dtype=torch.bool)
         for i, s in enumerate(ids):
             x[i, : len(s)] = torch.tensor(s, dtype=torch.int64)
-        return x
+            mask[i, : len(s)] = True
+        return x, mask
 
     def tokenize(self, text: str) -> list[str]:
         return self.tokenizer.encode(text).tokens
@@ -265,7 +279,7 @@ class WordPieceTokenizer:
         return cls(Tokenizer.from_str(d["tokenizer"]), d.get("source", ""), d.get("max_len"))
 
 
-def check_vocab(tokenizer: WordPieceTokenizer, model: TransformerEncoder) -> None:
+def check_vocab(tokenizer: WordPieceTokenizer, model: nn.Module) -> None:
     """A tokenizer whose ids do not index the model's embedding is a one-line error."""
     rows = model.token_embedding.num_embeddings
     if len(tokenizer) != rows:
@@ -278,7 +292,7 @@ def check_vocab(tokenizer: WordPieceTokenizer, model: TransformerEncoder) -> Non
 # --- one call -----------------------------------------------------------------------------
 
 
-def sequence_length(source: str | os.PathLike, model: TransformerEncoder) -> int:
+def sequence_length(source: str | os.PathLike, model: nn.Module) -> int:
     """Longest input: a sentence-transformers checkpoint's ``max_seq_length`` (texts were cut
     there in its training; MiniLM: 256), else the position table's size."""
     file = resolve_weights(source) / "sentence_bert_config.json"
@@ -289,47 +303,29 @@ def sequence_length(source: str | os.PathLike, model: TransformerEncoder) -> int
     return min(saved, model.max_len)
 
 
-def from_pretrained(
-    source: str | os.PathLike = MINILM, num_classes: int = 2, **kwargs: Any
-) -> tuple[TransformerEncoder, WordPieceTokenizer]:
-    """(model, tokenizer) from a BERT-format directory or ``"minilm"``.
-
-    Args:
-        source: The directory, or ``"minilm"`` for the packaged all-MiniLM-L6-v2.
-        num_classes: Width of the (freshly initialized) output head.
-        **kwargs: Further :class:`TransformerEncoder` arguments (``output``, ``pooling``,
-            ``dropout``, ...); architecture sizes are read from ``config.json``.
-
-    Example:
-        >>> model, tok = from_pretrained("minilm")
-        >>> sentence_embeddings(model, tok, ["a cat", "a dog"]).shape
-        torch.Size([2, 384])
-    """
-    from deepworks.models.transformer_encoder import TransformerEncoder
-
-    model = TransformerEncoder(num_classes=num_classes, weights=str(source), **kwargs)
-    tokenizer = WordPieceTokenizer.from_dir(source, max_len=sequence_length(source, model))
-    check_vocab(tokenizer, model)
-    return model, tokenizer
-
-
 @torch.no_grad()
 def sentence_embeddings(
-    model: TransformerEncoder,
+    model: nn.Module,
     tokenizer: WordPieceTokenizer,
     texts: Sequence[str],
     batch_size: int = 32,
     normalize: bool = True,
 ) -> torch.Tensor:
-    """(N, D) embeddings: token states mean-pooled over the attention mask, L2-normalized."""
+    """(N, D) embeddings: token states mean-pooled over the attention mask, L2-normalized.
+
+    Args:
+        model: A :class:`~deepworks.models.transformer_encoder.TransformerEncoder` (its
+            ``encode(ids, attention_mask=...)`` gives the token states).
+    """
     was_training = model.training
     model.eval()
     device = next(model.parameters()).device
     out = []
     for start in range(0, len(texts), batch_size):
-        x = tokenizer.encode_padded(texts[start : start + batch_size]).to(device)  # (B, L)
-        states = model.encode(x)  # (B, L, D)
-        mask = (x != model.pad_id).unsqueeze(-1).to(states.dtype)  # (B, L, 1)
+        x, real = tokenizer.encode_masked(texts[start : start + batch_size])  # (B, L) each
+        x, real = x.to(device), real.to(device)
+        states = model.encode(x, attention_mask=real)  # (B, L, D)
+        mask = real.unsqueeze(-1).to(states.dtype)  # (B, L, 1)
         mean = (states * mask).sum(1) / mask.sum(1).clamp_min(1e-9)  # (B, D)
         out.append(torch.nn.functional.normalize(mean, dim=-1) if normalize else mean)
     model.train(was_training)

