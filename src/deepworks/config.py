@@ -507,6 +507,9 @@ def check_components(config: RunConfig, where: str = "", sources: Sources | None
 
         fixed_kwargs = dict.fromkeys(fixed)
         check_kwargs(factory, section.kwargs, f"{pre}{key}", fixed_kwargs, also=own, blame=blame)
+    check_monitors = getattr(task, "check_monitors", None)
+    if check_monitors is not None:  # monitors the task declares no metric for (Task.metrics)
+        check_monitors(t, sources)
 
 
 def dump_config(config: RunConfig) -> str:

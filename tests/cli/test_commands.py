@@ -67,7 +67,7 @@ def test_train_metrics_json_is_flat(trained):
     assert all(isinstance(v, int | float) for v in metrics.values()), metrics
     assert 0.0 <= metrics["test/accuracy"] <= 1.0
     # the printed table shows the same numbers
-    assert table_value(result.stdout, "test/accuracy") == f"{metrics['test/accuracy']:.4f}"
+    assert table_value(result.stdout, "test/accuracy") == f"{metrics['test/accuracy']:.2%}"
 
 
 def test_train_history_csv_has_one_row_per_epoch(trained_run):
@@ -122,7 +122,7 @@ def test_evaluate_prints_the_test_accuracy_of_metrics_json(cli, trained_run, sna
     result = cli("evaluate", trained_run)
     assert result.rc == 0, str(result)
     metrics = json.loads((trained_run / "metrics.json").read_text())
-    assert table_value(result.stdout, "test/accuracy") == f"{metrics['test/accuracy']:.4f}"
+    assert table_value(result.stdout, "test/accuracy") == f"{metrics['test/accuracy']:.2%}"
     assert snapshot(trained_run) == before  # evaluate only reads
 
 

@@ -9,7 +9,6 @@ from sklearn import metrics as skm
 from deepworks.evaluate.metrics import (
     classification_details,
     classification_metrics,
-    higher_is_better,
     regression_metrics,
 )
 
@@ -145,34 +144,3 @@ def test_regression_metrics_equal_sklearn():
 def test_regression_r2_needs_two_samples():
     m = regression_metrics(np.array([3.0]), np.array([2.0]))
     assert m == {"mse": 1.0, "rmse": 1.0, "mae": 1.0}
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        "val/accuracy",
-        "accuracy",
-        "val/balanced_accuracy",
-        "test/top3_accuracy",
-        "val/f1_macro",
-        "val/precision_weighted",
-        "val/recall_micro",
-        "val/roc_auc",
-        "val/r2",
-        "train/accuracy",
-    ],
-)
-def test_higher_is_better(name):
-    assert higher_is_better(name)
-
-
-@pytest.mark.parametrize(
-    "name", ["val/loss", "loss", "train/loss", "val/log_loss", "val/mse", "val/rmse", "val/mae"]
-)
-def test_lower_is_better(name):
-    assert not higher_is_better(name)
-
-
-@pytest.mark.parametrize("name", ["val/dice_loss", "val/iou_loss", "val/f1_loss"])
-def test_losses_named_after_a_score_are_lower_is_better(name):
-    assert not higher_is_better(name)

@@ -15,7 +15,9 @@ from torch.optim.lr_scheduler import StepLR
 from deepworks.data.pipeline import load_dataset
 from deepworks.errors import ConfigError
 from deepworks.models import create_model
+from deepworks.tasks.classification import Classification
 from deepworks.train.callbacks import Callback, EarlyStopping
+from deepworks.train.callbacks.base import resolve_mode
 from deepworks.train.checkpoint import load_checkpoint, verify_checkpoint
 from deepworks.train.trainer import Trainer
 
@@ -159,15 +161,33 @@ def test_early_stopping_min_delta_and_max_mode(data):
     ).fit(mlp(), data)
     assert result.epochs_run == 3
     assert result.best["value"] == 0.5 and result.best["epoch"] == 0
-    assert EarlyStopping(monitor="val/accuracy").mode == "max"
-    assert EarlyStopping(monitor="val/loss").mode == "min"
+    # mode auto: the direction the task declares
+    assert resolve_mode("val/accuracy", "auto", Classification) == "max"
+    assert resolve_mode("val/loss", "auto", Classification) == "min"
+    assert resolve_mode("val/loss", "max", Classification) == "max"
 
 
 def test_early_stopping_on_an_unlogged_metric_is_a_config_error(data):
-    with pytest.raises(ConfigError, match="val/acuracy"):
-        Trainer(epochs=2, batch_size=64, early_stopping={"monitor": "val/acuracy"}, **FAST).fit(
-            mlp(), data
-        )
+    rec = Recorder()
+    trainer = Trainer(
+        epochs=2, batch_size=64, early_stopping={"monitor": "val/acuracy"}, callbacks=[rec], **FAST
+    )
+    with pytest.raises(ConfigError) as info:
+        trainer.fit(mlp(), data)
+    assert str(info.value).startswith(
+        "train.early_stopping.monitor: 'val/acuracy' is not a metric of the classification task; "
+        "did you mean 'val/accuracy'?"
+    )
+    assert trainer.global_step == 0  # refused before the first step
+
+
+def test_reduce_on_plateau_mode_auto_follows_the_metric_spec(data):
+    scheduler = {"name": "reduce_on_plateau", "monitor": "val/accuracy", "patience": 0}
+    trainer = Trainer(epochs=1, batch_size=64, scheduler=scheduler, **FAST)
+    trainer.fit(mlp(), data)
+    assert trainer.scheduler.mode == "max"
+    with pytest.raises(ConfigError, match="train.scheduler.monitor: 'val/acc' is not a metric"):
+        Trainer(epochs=1, scheduler=scheduler | {"monitor": "val/acc"}, **FAST).fit(mlp(), data)
 
 
 def test_early_stopping_state_round_trip():

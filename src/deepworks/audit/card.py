@@ -9,8 +9,10 @@ from pathlib import Path
 from typing import Any
 
 from deepworks.audit.figures import curve_label
+from deepworks.evaluate.specs import find
 from deepworks.report.markup import CSS, bar_cell, esc, figure, fmt, fmt_headline, section, table
 from deepworks.report.style import metric_label
+from deepworks.train.specs import run_metrics
 
 # the grade badges: a coloured edge and verdict per headline figure
 EXTRA_CSS = """
@@ -75,7 +77,7 @@ def render(audit: dict[str, Any], pictures: dict[str, bytes]) -> str:
     name = Path(audit["run"]).name
     model, data = audit["model"], audit["data"]
     chips = {
-        "task": audit["task_type"],
+        "task": audit.get("task") or audit["task_type"],
         "data": data["name"],
         "model": model["name"],
         "parameters": fmt(model["parameters"]),
@@ -117,11 +119,17 @@ def _summary(audit: dict[str, Any]) -> str:
     if model.get("size_mb") is not None:
         speed.append(_card("weights", f"{model['size_mb']:.2f} MB", "model.safetensors"))
     metrics = audit["metrics"]
-    shown = [k for k in metrics if "loss" not in k and "samples_per_s" not in k]
-    preferred = ("accuracy", "f1_macro", "balanced_accuracy", "roc_auc", "r2", "rmse", "mae")
-    order = [f"test/{p}" for p in preferred if f"test/{p}" in metrics]
-    order += [k for k in shown if k not in order][: max(0, 8 - len(order))]
-    cards = "".join(_card(metric_label(k), fmt_headline(k, metrics[k]), "test") for k in order)
+    specs = run_metrics(audit.get("task") or audit["task_type"])
+    rank = {spec.name: i for i, spec in enumerate(specs)}
+    declared = {k: find(k, specs) for k in metrics}
+    # the task's headline metrics in their declared order, then the others; no losses
+    heads = [k for k in metrics if declared[k] and declared[k].headline]
+    heads = sorted((k for k in heads if "loss" not in k), key=lambda k: rank[declared[k].name])
+    rest = [k for k in metrics if k not in heads and "loss" not in k and "samples_per_s" not in k]
+    order = (heads + rest)[:8]
+    cards = "".join(
+        _card(metric_label(k, specs), fmt_headline(k, metrics[k], specs), "test") for k in order
+    )
     return (
         f'<div class="grades">{grades}</div><h3>Test metrics</h3><div class="cards">{cards}</div>'
         f'<h3>Size and speed</h3><div class="cards">{"".join(speed)}</div>'

@@ -19,18 +19,21 @@ def crossval(
     output: Path = typer.Option(None, "--output", "-o", help="Also write the results as JSON"),
 ) -> None:
     """Train on k folds and report the mean and standard deviation of each test metric."""
-    from deepworks.cli.train import HEADLINE
+    from deepworks.config import load_config
     from deepworks.evaluate.crossval import crossval as run_crossval
+    from deepworks.evaluate.specs import find
+    from deepworks.train.specs import run_metrics
     from deepworks.utils import atomic_write_text
 
     result = run_crossval(config, folds=folds, overrides=set_)
     table = Table(title=f"{config}: {folds}-fold cross-validation", title_justify="left")
     table.add_column("metric")
     table.add_column("mean ± std", justify="right")
-    for name in HEADLINE:
-        key = f"test/{name}"
-        if key in result["mean"]:
-            table.add_row(key, f"{result['mean'][key]:.4f} ± {result['std'][key]:.4f}")
+    specs = run_metrics(load_config(config, set_).task.name)
+    for key, mean in result["mean"].items():
+        spec = find(key, specs)
+        if key.startswith("test/") and spec is not None and spec.headline:
+            table.add_row(key, f"{spec.format(mean)} ± {spec.format(result['std'][key])}")
     out.print(table)
     if output is not None:
         atomic_write_text(output, json.dumps(result, indent=1))

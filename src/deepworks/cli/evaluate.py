@@ -21,6 +21,7 @@ def evaluate(
     from deepworks.cli.train import metrics_table
     from deepworks.errors import ConfigError
     from deepworks.run import evaluate as evaluate_run
+    from deepworks.rundir import RunDir
 
     if split not in ("test", "val"):
         raise ConfigError(f"--split {split!r}: choose test or val")
@@ -30,4 +31,5 @@ def evaluate(
     if as_json:
         out.print_json(json.dumps(metrics))
     else:
-        out.print(metrics_table(metrics, f"{run}: {split} metrics", prefixes=(f"{split}/",)))
+        task = RunDir.open(run).task
+        out.print(metrics_table(metrics, f"{run}: {split} metrics", task, (f"{split}/",)))

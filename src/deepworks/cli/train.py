@@ -9,52 +9,29 @@ from rich.table import Table
 
 from deepworks.cli import app, err, out
 
-HEADLINE = (
-    "accuracy",
-    "f1_macro",
-    "roc_auc",
-    "iou",
-    "dice",
-    "pixel_accuracy",
-    "map50",
-    "map",
-    "loss",
-    "r2",
-    "rmse",
-    "mae",
-    "mase",
-    "mae_vs_seasonal_naive_h1",
-    "mae_vs_seasonal_naive",
-    "bits_per_char",
-    "perplexity",
-    "exact_match",
-    "bleu",
-    "token_accuracy",
-    "masked_accuracy",
-    "pr_auc",
-    "f1",
-    "mse",
-    "noisy_mse",
-    "denoised_mse",
-    "elbo",
-    "fid",
-    "fid_noise",
-    "class_accuracy",
-    "recon_error",
-    "pseudo_log_likelihood",
-)
+def metrics_table(
+    metrics: dict[str, float], title: str, task: str | None = None, prefixes=("test/", "val/")
+) -> Table:
+    """The headline metrics of a run of ``task`` as a rich table: its declared headline specs
+    (see :mod:`deepworks.evaluate.specs`) in their order, with their formats and labels."""
+    from deepworks.evaluate.specs import find, split_name
+    from deepworks.train.specs import run_metrics
 
-
-def metrics_table(metrics: dict[str, float], title: str, prefixes=("test/", "val/")) -> Table:
-    """The headline metrics of a run as a rich table."""
+    specs = run_metrics(task)
+    order = {spec.name: i for i, spec in enumerate(specs)}
+    rows = []
+    for key, value in metrics.items():
+        prefix, leaf = split_name(key)
+        spec = find(key, specs)
+        if f"{prefix}/" in prefixes and spec is not None and spec.headline:
+            rank = (prefixes.index(f"{prefix}/"), order[spec.name], key)
+            rows.append((rank, key, spec.format(value), spec.label_for(leaf)))
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("value", justify="right")
-    for prefix in prefixes:
-        for name in HEADLINE:
-            key = prefix + name
-            if key in metrics:
-                table.add_row(key, f"{metrics[key]:.4f}")
+    table.add_column("label")
+    for _, key, value, label in sorted(rows):
+        table.add_row(key, value, label)
     return table
 
 
@@ -109,7 +86,7 @@ def train(
     )
     if run.fit is not None and run.fit.stop_reason:
         err.print(f"stopped: {run.fit.stop_reason}", markup=False)
-    out.print(metrics_table(run.metrics, f"{run.config.name}: test metrics"))
+    out.print(metrics_table(run.metrics, f"{run.config.name}: test metrics", run.config.task.name))
     out.print(f"run:    {run.dir}")
     if (run.dir / "report.html").exists():
         out.print(f"report: {run.dir / 'report.html'}")

@@ -1,15 +1,17 @@
-"""Evaluation: metrics, cross-validation."""
+"""Evaluation: metrics, their specs, cross-validation."""
 
 from deepworks.evaluate.metrics import (
     classification_details,
     classification_metrics,
-    higher_is_better,
     regression_metrics,
 )
+from deepworks.evaluate.specs import MetricSpec, find, resolve
 
 __all__ = [
+    "MetricSpec",
     "classification_details",
     "classification_metrics",
-    "higher_is_better",
+    "find",
     "regression_metrics",
+    "resolve",
 ]

@@ -31,8 +31,16 @@ from typing import Any
 import numpy as np
 
 from deepworks.errors import ConfigError
+from deepworks.evaluate.specs import MetricSpec
 
 DEFAULT_BINS = 15
+
+#: What :func:`calibration` measures (``deepworks audit``).
+CALIBRATION_METRICS = (
+    MetricSpec("ece", "min", label="ECE"),
+    MetricSpec("mce", "min", label="MCE"),
+    MetricSpec("brier", "min", label="Brier score"),
+)
 
 
 @dataclass

@@ -10,6 +10,14 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from deepworks.evaluate.specs import MetricSpec
+
+#: What :func:`detection_metrics` emits.
+DETECTION_METRICS = (
+    MetricSpec("map50", "max", headline=True, fmt=".2%"),
+    MetricSpec("map", "max", headline=True, label="mAP@0.5:0.95", fmt=".2%"),
+)
+
 #: IoU thresholds of the COCO-style ``map`` (mean over 0.50, 0.55, ..., 0.95).
 COCO_THRESHOLDS = tuple(np.round(np.arange(0.5, 0.951, 0.05), 2).tolist())
 

@@ -26,6 +26,30 @@ from __future__ import annotations
 import numpy as np
 from sklearn.metrics import mean_absolute_error, root_mean_squared_error
 
+from deepworks.evaluate.specs import MetricSpec
+
+#: What :func:`forecast_metrics` emits.
+FORECAST_METRICS = (
+    MetricSpec("mae", "min", headline=True),
+    MetricSpec("rmse", "min", headline=True),
+    MetricSpec("mase", "min", headline=True),
+    MetricSpec(
+        "mae_vs_seasonal_naive_h1",
+        "min",
+        headline=True,
+        label="MAE / seasonal naive (1 step)",
+        fmt=".3f",
+    ),
+    MetricSpec(
+        "mae_vs_seasonal_naive", "min", headline=True, label="MAE / seasonal naive", fmt=".3f"
+    ),
+    MetricSpec("mae_h*", "min", label="MAE, step {}"),
+    MetricSpec("rmse_h1", "min"),
+    MetricSpec("mase_h1", "min"),
+    MetricSpec("seasonal_naive_mae", None, label="Seasonal-naive MAE"),  # the baseline's
+    MetricSpec("seasonal_naive_mae_h1", None, label="Seasonal-naive MAE (1 step)"),
+)
+
 
 def mase_scale(train_series: np.ndarray, season: int = 1) -> float:
     """In-sample MAE of the seasonal-naive forecast on the training series: mean |y_t - y_{t-m}|."""

@@ -25,6 +25,16 @@ import torch
 from torch import nn
 
 from deepworks.data.bundle import DataBundle
+from deepworks.evaluate.specs import MetricSpec
+
+#: What :func:`sample_quality` emits.
+SAMPLE_QUALITY_METRICS = (
+    MetricSpec("fid", "min", headline=True, fmt=".2f"),
+    MetricSpec("fid_noise", None, headline=True, label="FID of noise (baseline)", fmt=".2f"),
+    MetricSpec("fid_real", None, label="FID of real data (floor)", fmt=".2f"),
+    MetricSpec("class_accuracy", "max", headline=True, fmt=".2%"),
+    MetricSpec("reference_accuracy", None, label="Reference classifier accuracy", fmt=".2%"),
+)
 
 _CACHE: dict[str, ReferenceClassifier] = {}
 

@@ -2,7 +2,8 @@
 
 Flat names, as they appear in ``metrics.json`` and ``history.csv`` after a split prefix:
 ``accuracy``, ``top3_accuracy``, ``precision_macro``, ``f1_micro``, ``roc_auc``, ``log_loss``,
-``mse``, ``r2`` ...
+``mse``, ``r2`` ... each declared once in ``CLASSIFICATION_METRICS`` / ``REGRESSION_METRICS``
+(see :mod:`deepworks.evaluate.specs`).
 """
 
 from __future__ import annotations
@@ -13,31 +14,33 @@ from typing import Any
 import numpy as np
 from sklearn import metrics as skm
 
-HIGHER_IS_BETTER = (
-    "accuracy",
-    "precision",
-    "recall",
-    "f1",
-    "roc_auc",
-    "r2",
-    "iou",
-    "dice",
-    "map",
-    "ap50",
-    "exact_match",
-    "bleu",
-    "pr_auc",
-    "elbo",
-    "log_likelihood",
+from deepworks.evaluate.specs import MetricSpec
+
+FRACTION = ".2%"
+
+#: What :func:`classification_metrics` (and :func:`headline_metrics`) emit.
+CLASSIFICATION_METRICS = (
+    MetricSpec("accuracy", "max", headline=True, fmt=FRACTION),
+    MetricSpec("f1_macro", "max", headline=True, fmt=FRACTION),
+    MetricSpec("roc_auc", "max", headline=True, label="ROC AUC", fmt=".4f"),
+    MetricSpec("balanced_accuracy", "max", fmt=FRACTION),
+    MetricSpec("top*_accuracy", "max", label="Top-{} accuracy", fmt=FRACTION),
+    *(
+        MetricSpec(f"{kind}_{avg}", "max", fmt=FRACTION)
+        for kind in ("precision", "recall", "f1")
+        for avg in ("macro", "micro", "weighted")
+        if (kind, avg) != ("f1", "macro")
+    ),
+    MetricSpec("log_loss", "min", label="Log loss"),
 )
 
-
-def higher_is_better(name: str) -> bool:
-    """Whether a larger value of metric ``name`` (e.g. ``val/f1_macro``) is better."""
-    leaf = name.rsplit("/", 1)[-1]
-    if leaf.endswith("loss") or leaf.endswith("error"):
-        return False
-    return any(leaf.startswith(k) or f"_{k}" in leaf for k in HIGHER_IS_BETTER)
+#: What :func:`regression_metrics` emits.
+REGRESSION_METRICS = (
+    MetricSpec("r2", "max", headline=True),
+    MetricSpec("rmse", "min", headline=True),
+    MetricSpec("mae", "min", headline=True),
+    MetricSpec("mse", "min"),
+)
 
 
 def classification_metrics(

@@ -17,6 +17,16 @@ from __future__ import annotations
 import numpy as np
 import torch
 
+from deepworks.evaluate.specs import MetricSpec
+
+#: What :func:`segmentation_metrics` emits.
+SEGMENTATION_METRICS = (
+    MetricSpec("iou", "max", headline=True, label="Mean IoU", fmt=".2%"),
+    MetricSpec("dice", "max", headline=True, label="Mean dice", fmt=".2%"),
+    MetricSpec("pixel_accuracy", "max", headline=True, fmt=".2%"),
+    MetricSpec("iou_all", "max", label="Mean IoU (with background)", fmt=".2%"),
+)
+
 
 def confusion_matrix(
     y_true: torch.Tensor | np.ndarray, y_pred: torch.Tensor | np.ndarray, num_classes: int

@@ -25,6 +25,15 @@ from typing import Literal
 
 import numpy as np
 
+from deepworks.evaluate.specs import MetricSpec
+
+#: What :func:`sequence_metrics` emits.
+SEQUENCE_METRICS = (
+    MetricSpec("exact_match", "max", headline=True, fmt=".2%"),
+    MetricSpec("bleu", "max", headline=True, label="BLEU-4"),
+    MetricSpec("token_accuracy", "max", headline=True, fmt=".2%"),
+)
+
 Tokens = Sequence[Hashable]
 
 

@@ -18,9 +18,11 @@ from matplotlib.figure import Figure
 from deepworks.report import autoencoder, plots
 from deepworks.report.markup import esc, figure
 from deepworks.report.run_files import RunFiles
+from deepworks.report.sections import register_sections
 from deepworks.report.style import ACCENT, TRAIN, WRONG
 
 
+@register_sections("anomaly_detection", tasks=("anomaly_detection",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each section ``run`` has data for."""
     out = []

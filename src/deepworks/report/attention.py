@@ -31,6 +31,7 @@ from torch import nn
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure
 from deepworks.report.run_files import RunFiles
+from deepworks.report.sections import register_sections
 
 __all__ = ["FILE", "attention_grid", "save_attention_maps", "sections"]
 
@@ -137,6 +138,7 @@ def _show(token: str) -> str:
 
 
 # --- report ------------------------------------------------------------------------------------
+@register_sections("attention", order=20)
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of the attention section, when the run saved ``attention.npz``."""
     path = Path(run.run_dir) / FILE

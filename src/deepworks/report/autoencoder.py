@@ -24,12 +24,14 @@ from matplotlib.figure import Figure
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure
 from deepworks.report.run_files import RunFiles, read_npz
+from deepworks.report.sections import register_sections
 from deepworks.report.style import TRAIN, VAL
 
 RECONSTRUCTIONS = "reconstructions.npz"
 MAX_POINTS = 3000  # points in a latent scatter
 
 
+@register_sections("autoencoder", tasks=("autoencoder",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each section ``run`` has data for."""
     out = []

@@ -13,10 +13,12 @@ import numpy as np
 from deepworks.report import plots
 from deepworks.report.markup import bar_cell, esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles
+from deepworks.report.sections import register_sections
 
 MAX_EXAMPLES = 32
 
 
+@register_sections("classification", tasks=("classification",))
 def classification_sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each classification section that ``run`` has data for."""
     cm, names, per_class = _evaluation(run)

@@ -8,15 +8,8 @@ from collections.abc import Mapping, Sequence
 import numpy as np
 from matplotlib.figure import Figure
 
-from deepworks.report.style import (
-    ACCENT,
-    TRAIN,
-    VAL,
-    lower_is_better,
-    metric_label,
-    new_figure,
-    report_style,
-)
+from deepworks.evaluate.specs import MetricSpec, default_label, find
+from deepworks.report.style import ACCENT, TRAIN, VAL, new_figure, report_style
 
 
 def _float(value) -> float:
@@ -39,16 +32,18 @@ def _plot_series(ax, x, y, color, label, linestyle="-") -> None:
     ax.plot(x, y, color=color, label=label, linestyle=linestyle, marker=marker, markersize=3.5)
 
 
-def _mark_best(ax, x, y, metric: str, color: str) -> None:
-    """Star the best point of a validation curve and label it with its value and epoch."""
-    if len(y) == 0:
+def _mark_best(ax, x, y, spec: MetricSpec | None, color: str) -> None:
+    """Star the best point of a validation curve, as its spec says which way is better, and
+    label it with its value and epoch (no star for a value that is not a declared score)."""
+    if len(y) == 0 or spec is None or spec.direction is None:
         return
-    i = int(np.argmin(y) if lower_is_better(metric) else np.argmax(y))
+    lower = spec.direction == "min"
+    i = int(np.argmin(y) if lower else np.argmax(y))
     ax.scatter([x[i]], [y[i]], s=110, marker="*", color=color, edgecolor="white", zorder=5)
     # Keep the label inside the axes: right-align it near the right edge, left-align near the left.
     where = (x[i] - x.min()) / (x.max() - x.min()) if x.max() > x.min() else 0.5
     ha = "right" if where > 0.75 else "left" if where < 0.25 else "center"
-    below = not lower_is_better(metric)  # a maximum is labelled below the curve, a minimum above
+    below = not lower  # a maximum is labelled below the curve, a minimum above
     ax.annotate(
         f"best {y[i]:.4g} @ {x[i]:g}",
         (x[i], y[i]),
@@ -76,13 +71,17 @@ def _finish_axes(ax, ylabel: str | None, series: list[np.ndarray]) -> None:
         ax.legend(loc="best")
 
 
-def learning_curves(history_rows: Sequence[Mapping]) -> list[Figure]:
+def learning_curves(
+    history_rows: Sequence[Mapping], specs: Sequence[MetricSpec] = ()
+) -> list[Figure]:
     """Figures of a run's history: losses, validation metrics, and learning rate if it varies.
 
     Args:
         history_rows: One mapping per epoch, as read from ``history.csv`` (``epoch``, ``lr``,
             ``train/loss``, ``val/loss``, ``val/accuracy``, ...). Missing or empty values are
             skipped, so a run without a validation split still gets its training curves.
+        specs: The run's metric specs (``deepworks.train.specs.run_metrics``): which way is
+            better (the ★ of each validation curve) and the panels' titles.
 
     Returns:
         Up to three figures, in order: losses (train vs val), one panel per metric (val solid,
@@ -96,10 +95,10 @@ def learning_curves(history_rows: Sequence[Mapping]) -> list[Figure]:
     with report_style():
         losses = [c for c in plotted if c.split("/")[0] in ("train", "val") and "loss" in c]
         if losses:
-            figures.append(_loss_figure(rows, sorted(losses, key=columns.index)))
+            figures.append(_loss_figure(rows, sorted(losses, key=columns.index), specs))
         metrics = _metric_names(columns, plotted)
         if metrics:
-            figures.append(_metrics_figure(rows, metrics))
+            figures.append(_metrics_figure(rows, metrics, specs))
         if "lr" in plotted and np.unique(_series(rows, "lr")[1]).size > 1:
             fig = new_figure(4.6, 3.5)
             ax = fig.add_subplot()
@@ -112,7 +111,7 @@ def learning_curves(history_rows: Sequence[Mapping]) -> list[Figure]:
     return figures
 
 
-def _loss_figure(rows: Sequence[Mapping], losses: list[str]) -> Figure:
+def _loss_figure(rows: Sequence[Mapping], losses: list[str], specs) -> Figure:
     fig = new_figure(5.8, 3.5)
     ax = fig.add_subplot()
     names = list(dict.fromkeys(c.split("/", 1)[1] for c in losses))
@@ -125,7 +124,7 @@ def _loss_figure(rows: Sequence[Mapping], losses: list[str]) -> Figure:
         style = styles[names.index(name) % len(styles)]
         _plot_series(ax, x, y, TRAIN if split == "train" else VAL, column, style)
         if column == "val/loss":
-            _mark_best(ax, x, y, column, VAL)
+            _mark_best(ax, x, y, find(column, specs), VAL)
     ax.set_title("Loss")
     _finish_axes(ax, "loss", series)
     fig.set_label("loss")
@@ -145,11 +144,12 @@ def _metric_names(columns: list[str], plotted: set[str]) -> list[str]:
     return names("val") or names("train")
 
 
-def _metrics_figure(rows: Sequence[Mapping], metrics: list[str]) -> Figure:
+def _metrics_figure(rows: Sequence[Mapping], metrics: list[str], specs) -> Figure:
     ncols = min(3, len(metrics))
     nrows = math.ceil(len(metrics) / ncols)
     fig = new_figure(3.5 * ncols + 0.2, 2.9 * nrows)
     for i, name in enumerate(metrics):
+        spec = find(name, specs)
         ax = fig.add_subplot(nrows, ncols, i + 1)
         series = []
         for split, color, style in (("train", TRAIN, "--"), ("val", VAL, "-")):
@@ -158,8 +158,8 @@ def _metrics_figure(rows: Sequence[Mapping], metrics: list[str]) -> Figure:
                 series.append(y)
                 _plot_series(ax, x, y, color, split, style)
                 if split == "val":
-                    _mark_best(ax, x, y, name, color)
-        ax.set_title(metric_label(name))
+                    _mark_best(ax, x, y, spec, color)
+        ax.set_title(spec.label_for(name) if spec is not None else default_label(name))
         _finish_axes(ax, None, series)
         ax.margins(y=0.15)
     fig.set_label("metrics")

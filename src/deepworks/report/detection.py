@@ -15,12 +15,14 @@ from matplotlib.patches import Rectangle
 from deepworks.report import plots
 from deepworks.report.markup import bar_cell, esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles
+from deepworks.report.sections import register_sections
 from deepworks.report.style import ACCENT, WRONG, new_figure, report_style
 
 MAX_IMAGES = 12
 DRAW_SCORE = 0.3  # predicted boxes below this score are left out of the pictures
 
 
+@register_sections("detection", tasks=("detection",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of the detection sections ``run`` has data for."""
     out = []

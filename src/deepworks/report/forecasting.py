@@ -18,6 +18,7 @@ from deepworks.evaluate.forecasting import forecast_metrics, mase_scale
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles
+from deepworks.report.sections import register_sections
 from deepworks.report.style import ACCENT, TRAIN, VAL
 
 ACTUAL = "#111827"
@@ -25,6 +26,7 @@ CONTEXT = "#9ca3af"
 ORIGINS = 4  # multi-step forecasts drawn from this many origins
 
 
+@register_sections("forecasting", tasks=("forecasting",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each forecasting section that ``run`` has data for."""
     preds = run.predictions

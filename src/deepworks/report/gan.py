@@ -28,12 +28,14 @@ from matplotlib.figure import Figure
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles, read_npz
+from deepworks.report.sections import register_sections
 from deepworks.report.style import ACCENT, TRAIN, VAL, WRONG
 
 MAX_EPOCH_ROWS = 6  # rows of the samples-over-training figure (first, ..., last epoch)
 PROGRESS_COLS = 10
 
 
+@register_sections("gan", tasks=("gan",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each GAN section that ``run`` has data for."""
     out = []

@@ -15,6 +15,7 @@ from typing import Any
 
 import yaml
 
+from deepworks.evaluate.specs import find
 from deepworks.report import plots
 from deepworks.report.markup import (
     CSS,
@@ -30,7 +31,9 @@ from deepworks.report.markup import (
     table,
 )
 from deepworks.report.run_files import RunFiles, load_run
+from deepworks.report.sections import sections_for
 from deepworks.report.style import metric_label
+from deepworks.rundir import CONFIG, HISTORY_CSV, METRICS, REPORT
 
 _GROUP_ORDER = ("train", "val", "best/val", "test")
 
@@ -52,7 +55,7 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     """
     run = load_run(run_dir)
     page = render_report(run)
-    path = run.run_dir / "report.html"
+    path = run.run_dir / REPORT
     tmp = path.with_name(path.name + ".tmp")
     try:
         tmp.write_text(page, encoding="utf-8")
@@ -100,14 +103,14 @@ def _name_of(value: Any) -> str | None:
 
 def _header(run: RunFiles) -> str:
     stamp = next(
-        (run.modified[f] for f in ("metrics.json", "history.csv") if f in run.modified), None
-    ) or run.modified.get("config.yaml")
+        (run.modified[f] for f in (METRICS, HISTORY_CSV) if f in run.modified), None
+    ) or run.modified.get(CONFIG)
     date = datetime.fromtimestamp(stamp) if stamp else datetime.now()
     config = run.config or {}
     history = run.history or []
     last_time = history[-1].get("time") if history else None
     chips = {
-        "task": run.task_type,
+        "task": run.task or run.task_type,
         "data": (run.data or {}).get("name") or _name_of(config.get("data")),
         "model": _name_of(config.get("model")),
         "epochs": fmt(len(history)) if history else None,
@@ -136,18 +139,18 @@ def _results(run: RunFiles) -> str:
         group, _, name = key.rpartition("/")
         groups.setdefault(group, {})[name] = value
     headline = next((g for g in ("test", "val", "best/val") if g in groups), next(iter(groups)))
-    shown = sorted(groups[headline].items(), key=lambda kv: "loss" in kv[0])[:8]
+    specs = run.specs
     cards = "".join(
-        f'<div class="card"><div class="label">{esc(metric_label(name))}</div>'
-        f'<div class="value">{esc(fmt_headline(name, value))}</div>'
+        f'<div class="card"><div class="label">{esc(metric_label(name, specs))}</div>'
+        f'<div class="value">{esc(fmt_headline(name, value, specs))}</div>'
         f'<div class="split">{esc(headline or "final")}</div></div>'
-        for name, value in shown
-        if isinstance(value, (int, float)) and not isinstance(value, bool)
+        for name, value in _headline_cards(groups[headline], specs)
     )
     order = sorted(groups, key=lambda g: (_GROUP_ORDER.index(g) if g in _GROUP_ORDER else 9, g))
     names = list(dict.fromkeys([*groups[headline], *(n for g in order for n in groups[g])]))
     rows = [
-        [esc(metric_label(n))] + [esc(fmt(groups[g][n])) if n in groups[g] else "" for g in order]
+        [esc(metric_label(n, specs))]
+        + [esc(fmt(groups[g][n])) if n in groups[g] else "" for g in order]
         for n in names
     ]
     header = ["metric"] + [esc(g.replace("/", " ") or "final") for g in order]
@@ -167,60 +170,31 @@ def _curves(run: RunFiles) -> str:
     out = [
         figure(plots.fig_to_data_uri(fig), captions[fig.get_label()], captions[fig.get_label()])
         for fig in sorted(
-            plots.learning_curves(run.history), key=lambda f: f.get_label() == "metrics"
+            plots.learning_curves(run.history, run.specs),
+            key=lambda f: f.get_label() == "metrics",
         )
     ]
     return f'<div class="figs">{"".join(out)}</div>' if out else ""
 
 
-def _evaluation_sections(run: RunFiles) -> list[tuple[str, str, str]]:
-    task = run.task_type
-    split = str((run.evaluation or {}).get("split") or "test")
-    # Each task type with pictures of its own has a module ``report/<task>.py`` whose
-    # ``sections(run, split)`` returns (anchor, title, html) triples; conv nets add ``vision``,
-    # attention models ``attention`` (heatmaps per layer and head), and
-    # ``robustness`` the accuracy under attack of any classifier that was attacked.
-    extra = [
-        section
-        for module in ("vision", "attention", "robustness")
-        for section in _optional_sections(module, run, split)
+def _headline_cards(values: dict[str, Any], specs) -> list[tuple[str, Any]]:
+    """The numbers of one split shown as cards: its declared headline metrics in their order
+    (up to 8); for a run whose task declares none of them, its first 8, losses last."""
+    numbers = [
+        (n, v) for n, v in values.items() if isinstance(v, int | float) and not isinstance(v, bool)
     ]
-    if task not in (None, "classification", "regression"):
-        return _optional_sections(task, run, split) + extra
-    if task == "classification":
-        from deepworks.report.classification import classification_sections
-
-        return classification_sections(run, split) + extra
-    preds = run.predictions
-    if task == "regression" and preds is not None and preds["y_true"].size == preds["y_pred"].size:
-        y_true, y_pred = preds["y_true"], preds["y_pred"]
-        figs = [
-            figure(
-                plots.fig_to_data_uri(plots.regression_scatter(y_true, y_pred)),
-                "predicted vs true",
-                f"Predicted vs true on the {split} split",
-            ),
-            figure(
-                plots.fig_to_data_uri(plots.residual_histogram(y_true, y_pred)),
-                "residual histogram",
-                "Residuals: a good model centres them on zero",
-            ),
-        ]
-        return [("predictions", "Predictions", f'<div class="figs">{"".join(figs)}</div>')] + extra
-    return extra
+    rank = {spec.name: i for i, spec in enumerate(specs)}
+    heads = [(rank[s.name], n, v) for n, v in numbers if (s := find(n, specs)) and s.headline]
+    if heads:
+        return [(n, v) for _, n, v in sorted(heads, key=lambda t: t[0])][:8]
+    return sorted(numbers, key=lambda kv: "loss" in kv[0])[:8]
 
 
-def _optional_sections(module: str, run: RunFiles, split: str) -> list[tuple[str, str, str]]:
-    import importlib
-
-    name = f"deepworks.report.{module}"
-    try:
-        mod = importlib.import_module(name)
-    except ModuleNotFoundError as exc:
-        if exc.name != name:
-            raise
-        return []
-    return mod.sections(run, split)
+def _evaluation_sections(run: RunFiles) -> list[tuple[str, str, str]]:
+    """The sections registered for the run's task, then those for every run (conv nets'
+    feature maps, attention heatmaps, robustness): see :mod:`.sections`."""
+    split = str((run.evaluation or {}).get("split") or "test")
+    return sections_for(run, split)
 
 
 def _data(run: RunFiles) -> str:

@@ -16,6 +16,7 @@ from matplotlib.figure import Figure
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles
+from deepworks.report.sections import register_sections
 
 COLUMNS = ("bits_per_char", "perplexity", "loss", "token_accuracy")
 LABELS = {
@@ -26,6 +27,7 @@ LABELS = {
 }
 
 
+@register_sections("language_model", tasks=("language_model",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each language-model section that ``run`` has data for."""
     out = []

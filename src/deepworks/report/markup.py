@@ -8,6 +8,8 @@ import re
 from collections.abc import Sequence
 from typing import Any
 
+from deepworks.evaluate.specs import MetricSpec, find
+
 CSS = """
 :root { --ink: #111827; --muted: #6b7280; --line: #e5e7eb; --bg: #f3f4f6; --card: #ffffff;
   --blue: #2563eb; --orange: #ea580c; --green: #059669; --red: #dc2626; }
@@ -65,25 +67,6 @@ details summary { cursor: pointer; color: var(--blue); margin-bottom: 8px; }
 footer { color: var(--muted); font-size: 12px; text-align: center; padding: 4px 0 24px; }
 """
 
-# Metrics shown as percentages in the headline cards (when their value lies in [0, 1]).
-_FRACTIONS = (
-    "accuracy",
-    "acc",
-    "f1",
-    "precision",
-    "recall",
-    "auc",
-    "top",
-    "iou",
-    "dice",
-    "pixel",
-    "map",
-    "ap50",
-    "token_accuracy",
-    "sequence_accuracy",
-    "exact_match",
-)
-
 
 def esc(value: Any) -> str:
     """HTML-escape ``value`` as text."""
@@ -109,13 +92,15 @@ def fmt(value: Any) -> str:
     return str(value)
 
 
-def fmt_headline(name: str, value: Any) -> str:
-    """A metric value for a headline card: fractions as percentages, the rest as :func:`fmt`."""
-    base = name.rsplit("/", 1)[-1].lower()
-    is_fraction = isinstance(value, float) and 0.0 <= value <= 1.0
-    if is_fraction and any(base.startswith(f) for f in _FRACTIONS):
-        return f"{100 * value:.2f}%"
-    return fmt(value)
+def fmt_headline(name: str, value: Any, specs: Sequence[MetricSpec] = ()) -> str:
+    """A metric value for a headline card, in its spec's format (fractions as percentages);
+    a metric with no spec as :func:`fmt`."""
+    spec = find(name, specs)
+    if spec is None or isinstance(value, bool) or not isinstance(value, int | float):
+        return fmt(value)
+    if isinstance(value, float) and not math.isfinite(value):
+        return fmt(value)
+    return spec.format(value)
 
 
 def fmt_duration(seconds: float) -> str:

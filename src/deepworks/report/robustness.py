@@ -24,11 +24,13 @@ import numpy as np
 from matplotlib.figure import Figure
 
 from deepworks.report.markup import esc, figure, fmt, table
+from deepworks.report.sections import register_sections
 from deepworks.report.style import ACCENT, TRAIN, VAL, WRONG, new_figure, report_style
 
 COLORS = (TRAIN, VAL, ACCENT, WRONG, "#a855f7", "#14b8a6")
 
 
+@register_sections("robustness", order=30)
 def sections(run, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of the robustness section, if the run has robustness files."""
     curves = _curves(Path(run.run_dir))

@@ -18,6 +18,7 @@ from matplotlib.patches import Patch
 from deepworks.report import plots
 from deepworks.report.markup import bar_cell, esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles
+from deepworks.report.sections import register_sections
 
 MAX_EXAMPLES = 12
 PER_ROW = 4  # examples per row, three panels each: image, true mask, predicted mask
@@ -36,6 +37,7 @@ PALETTE = (
 )
 
 
+@register_sections("segmentation", tasks=("segmentation",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each segmentation section that ``run`` has data for."""
     names, per_class = _evaluation(run)

@@ -18,11 +18,13 @@ from matplotlib.figure import Figure
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles
+from deepworks.report.sections import register_sections
 
 MAX_MAPS = 4
 PER_ROW = 2
 
 
+@register_sections("seq2seq", tasks=("seq2seq",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each seq2seq section that ``run`` has data for."""
     evaluation = run.evaluation or {}

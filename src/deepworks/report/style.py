@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import base64
 import io
+from collections.abc import Sequence
 from contextlib import contextmanager
 
 import matplotlib
 from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
+
+from deepworks.evaluate.specs import MetricSpec, default_label, find, split_name
 
 TRAIN = "#2563eb"  # blue: everything measured on the training split
 VAL = "#ea580c"  # orange: validation split
@@ -40,22 +43,6 @@ STYLE = {
     "figure.facecolor": "white",
 }
 
-# Metric names (or parts of names) where a smaller value is better; everything else is maximised.
-LOWER_IS_BETTER = (
-    "loss",
-    "recon",
-    "mse",
-    "mae",
-    "mase",
-    "rmse",
-    "error",
-    "nll",
-    "perplexity",
-    "bits_per",
-    "ece",
-    "brier",
-)
-
 
 @contextmanager
 def report_style():
@@ -82,40 +69,8 @@ def fig_to_data_uri(fig: Figure, dpi: int = DPI) -> str:
     return "data:image/png;base64," + base64.b64encode(buf.getvalue()).decode("ascii")
 
 
-def lower_is_better(metric: str) -> bool:
-    """Whether a smaller value of ``metric`` (e.g. ``val/loss``, ``val/mse``) is better."""
-    name = metric.rsplit("/", 1)[-1].lower()
-    if name == "fid" or name.startswith("fid_"):  # Fréchet distances (not "confidence")
-        return True
-    return any(part in name for part in LOWER_IS_BETTER)
-
-
-_LABELS = {
-    "r2": "R²",
-    "mse": "MSE",
-    "mae": "MAE",
-    "rmse": "RMSE",
-    "auc": "AUC",
-    "roc": "ROC",
-    "f1": "F1",
-    "lr": "learning rate",
-    "nll": "NLL",
-    "ece": "ECE",
-    "iou": "IoU",
-    "map50": "mAP@0.5",
-    "map": "mAP",
-    "ap50": "AP@0.5",
-    "bleu": "BLEU",
-    "mase": "MASE",
-    "h1": "(1 step)",
-}
-
-
-def metric_label(metric: str) -> str:
-    """A metric name for people, without its split: ``val/f1_macro`` -> ``F1 macro``.
-
-    Other examples: ``test/r2`` -> ``R²``, ``val/accuracy`` -> ``Accuracy``.
-    """
-    words = metric.rsplit("/", 1)[-1].split("_")
-    label = " ".join(_LABELS.get(w.lower(), w) for w in words)
-    return label[:1].upper() + label[1:]
+def metric_label(metric: str, specs: Sequence[MetricSpec] = ()) -> str:
+    """A metric name for people, without its split: its spec's label, else one made from the
+    name (``val/f1_macro`` -> ``F1 macro``, ``test/r2`` -> ``R²``)."""
+    spec = find(metric, specs)
+    return spec.label_for(split_name(metric)[1]) if spec is not None else default_label(metric)

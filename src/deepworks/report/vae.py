@@ -15,9 +15,11 @@ import numpy as np
 from deepworks.report import plots
 from deepworks.report.markup import esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles, read_npz
+from deepworks.report.sections import register_sections
 from deepworks.tasks.vae import PICTURES
 
 
+@register_sections("vae", tasks=("vae",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each VAE section that ``run`` has data for."""
     pics = read_npz(run.run_dir / PICTURES)

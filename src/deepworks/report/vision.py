@@ -27,6 +27,7 @@ from deepworks.errors import CheckpointError
 from deepworks.report import plots
 from deepworks.report.markup import figure
 from deepworks.report.run_files import RunFiles
+from deepworks.report.sections import register_sections
 from deepworks.report.style import GRID
 
 MAX_FILTERS = 64
@@ -34,6 +35,7 @@ MAX_MAPS = 32
 FEATURE_MAPS = "feature_maps.npz"
 
 
+@register_sections("vision", order=10)
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of the filter and feature-map sections ``run`` has data for."""
     out = []

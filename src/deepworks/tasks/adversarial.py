@@ -49,6 +49,7 @@ from torch import nn
 from deepworks.config import LossConfig
 from deepworks.data.bundle import DataBundle, Split, invert_scaler
 from deepworks.errors import ConfigError
+from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
 from deepworks.robust.common import (
     InputSpaceModel,
@@ -80,6 +81,11 @@ class AdversarialClassification(Classification):
 
     #: The cross-entropy only: the loss PGD maximizes.
     losses = ("cross_entropy",)
+    metrics = (
+        MetricSpec(
+            "robust_accuracy@*", "max", headline=True, label="Robust accuracy (eps {})", fmt=".2%"
+        ),
+    )
 
     def __init__(
         self,

@@ -44,6 +44,7 @@ from torch import nn
 from deepworks.config import LossConfig
 from deepworks.data.bundle import DataBundle, Split
 from deepworks.errors import ConfigError
+from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
 from deepworks.utils import atomic_write_bytes
@@ -138,6 +139,12 @@ class Autoencoder(Task):
 
     name = "autoencoder"
     losses = ("mse", "bce")
+    metrics = (
+        MetricSpec("mse", "min", headline=True, label="Reconstruction MSE"),
+        MetricSpec("noisy_mse", None, headline=True, label="MSE of the noisy input"),
+        MetricSpec("denoised_mse", "min", headline=True, label="MSE of the denoised input"),
+        MetricSpec("sparsity_penalty", None),
+    )
     STATS = 2  # per-sample columns before the code: training-objective loss, clean MSE
 
     def __init__(self, noise: dict[str, Any] | None = None, sparsity: dict[str, Any] | None = None):
@@ -329,6 +336,14 @@ class AnomalyDetection(Autoencoder):
     """
 
     name = "anomaly_detection"
+    metrics = (
+        MetricSpec("roc_auc", "max", headline=True, label="ROC AUC"),
+        MetricSpec("pr_auc", "max", headline=True, label="PR AUC (average precision)"),
+        MetricSpec("f1", "max", headline=True, fmt=".2%"),
+        MetricSpec("precision", "max", fmt=".2%"),
+        MetricSpec("recall", "max", fmt=".2%"),
+        MetricSpec("threshold", None, label="Anomaly threshold"),
+    )
 
     def __init__(
         self,

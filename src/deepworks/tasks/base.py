@@ -4,10 +4,17 @@ A task turns a batch into a loss (``training_step``), knows its loss functions a
 its model needs, turns gathered outputs into metrics (``evaluate``), and builds its optimizer and
 LR schedule (``configure_optimizers``). The Trainer calls these and does everything else once, for
 every task: devices, precision, compile, callbacks, checkpoints, logging.
+
+A task declares every metric its ``evaluate`` and ``stats_metrics`` emit in ``metrics`` (see
+:mod:`deepworks.evaluate.specs`): early stopping, checkpoints and ``reduce_on_plateau`` read
+which way is better from it, the CLI and the report its headlines, labels and formats, and a
+monitor it does not declare is a config error (:meth:`Task.check_monitors`). A subclass's
+``metrics`` extend its parent's; ``loss`` is declared here, for every task.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
@@ -17,6 +24,7 @@ from torch import nn
 from deepworks.config import LossConfig, TrainConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError, DeepworksError
+from deepworks.evaluate.specs import MetricSpec, check_specs, resolve, split_name
 from deepworks.registry import LOSSES, OPTIMIZERS, SCHEDULERS
 
 
@@ -37,6 +45,49 @@ class Task:
     #: True for tasks that run backward and step their own optimizers inside
     #: :meth:`training_step` (a GAN's two players); the Trainer then only counts the step.
     manual_optimization = False
+    #: Every metric :meth:`evaluate` and :meth:`stats_metrics` emit. A subclass declares its own;
+    #: they come first, followed by those of its parents it does not redeclare.
+    metrics: tuple[MetricSpec, ...] = (MetricSpec("loss", "min", headline=True, label="Loss"),)
+    #: Whether ``deepworks explain`` and ``deepworks audit`` can explain the task's model: one
+    #: input tensor in, one score per class (or one value) per sample out.
+    explainable = False
+
+    def __init_subclass__(cls, **kwargs):
+        super().__init_subclass__(**kwargs)
+        own = tuple(cls.__dict__.get("metrics", ()))
+        names = {s.name for s in own}
+        inherited: list[MetricSpec] = []
+        for base in cls.__bases__:
+            for spec in getattr(base, "metrics", ()):
+                if spec.name not in names:
+                    names.add(spec.name)
+                    inherited.append(spec)
+        check_specs(own, cls.__name__)
+        cls.metrics = own + tuple(inherited)
+
+    @classmethod
+    def metric(cls, monitor: str, where: str = "") -> MetricSpec:
+        """The spec of a value monitored during training (``val/accuracy``, ``train/loss``);
+        a one-line ConfigError if the task does not declare it or it is not logged per epoch."""
+        spec = resolve(monitor, cls.metrics, task=cls.name, where=where)
+        prefix, leaf = split_name(monitor)
+        if prefix not in ("train", "val"):
+            pre = f"{where}: " if where else ""
+            raise ConfigError(
+                f"{pre}{monitor!r} is not logged during training; monitor 'val/{leaf}' "
+                f"(or 'train/{leaf}')"
+            )
+        return spec
+
+    @classmethod
+    def check_monitors(cls, train: TrainConfig, where: str | Callable[[str], str] = "") -> None:
+        """Check every monitored metric of a train config against the declared ``metrics``
+        (early stopping, checkpoints, ``reduce_on_plateau``, callbacks with a ``monitor``).
+
+        ``where``: the config file, or a function of the dotted key that starts the error line.
+        """
+        for key, monitor in monitored(train):
+            cls.metric(monitor, where(key) if callable(where) else f"{where}: {key}".lstrip(": "))
 
     def __init__(self):
         self.loss_fn: nn.Module | None = None
@@ -122,6 +173,10 @@ class Task:
             steps_per_epoch=steps_per_epoch,
             epochs=epochs,
         )
+        if interval == "plateau" and getattr(scheduler, "mode_auto", False):
+            monitor = getattr(scheduler, "monitor", "val/loss")
+            direction = self.metric(monitor, "train.scheduler.monitor").direction
+            scheduler.set_mode(direction)
         return optimizer, scheduler, interval
 
     # --- the step ---------------------------------------------------------------------------
@@ -176,3 +231,18 @@ class Task:
     def predict(self, outputs: torch.Tensor) -> dict[str, np.ndarray]:
         """Outputs → {"y_pred": ..., "y_prob": ...} for ``predict`` and reports."""
         raise NotImplementedError
+
+
+def monitored(train: TrainConfig) -> list[tuple[str, str]]:
+    """(config key, monitored metric) pairs of a train config."""
+    found = []
+    if train.early_stopping is not None:
+        found.append(("train.early_stopping.monitor", train.early_stopping.monitor))
+    if train.checkpoint is not None:
+        found.append(("train.checkpoint.monitor", train.checkpoint.monitor))
+    if train.scheduler is not None and train.scheduler.name == "reduce_on_plateau":
+        found.append(("train.scheduler.monitor", train.scheduler.kwargs.get("monitor", "val/loss")))
+    for i, cb in enumerate(train.callbacks):
+        if isinstance(cb.kwargs.get("monitor"), str):
+            found.append((f"train.callbacks.{i}.monitor", cb.kwargs["monitor"]))
+    return found

@@ -11,6 +11,7 @@ from deepworks.config import LossConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError
 from deepworks.evaluate.metrics import (
+    CLASSIFICATION_METRICS,
     classification_details,
     classification_metrics,
     headline_metrics,
@@ -29,6 +30,8 @@ class Classification(Task):
 
     name = "classification"
     losses = ("cross_entropy", "focal", "bce", "hinge")
+    metrics = CLASSIFICATION_METRICS
+    explainable = True
 
     def __init__(self, top_k: list[int] | tuple[int, ...] = (3, 5)):
         super().__init__()

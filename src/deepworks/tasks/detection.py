@@ -19,7 +19,12 @@ from torch import nn
 from deepworks.config import LossConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError
-from deepworks.evaluate.detection import box_iou, detection_metrics, greedy_keep
+from deepworks.evaluate.detection import (
+    DETECTION_METRICS,
+    box_iou,
+    detection_metrics,
+    greedy_keep,
+)
 from deepworks.registry import register_loss, register_task
 from deepworks.tasks.base import Task
 
@@ -239,6 +244,7 @@ class Detection(Task):
 
     name = "detection"
     losses = ("centernet",)
+    metrics = DETECTION_METRICS
 
     def __init__(
         self,

@@ -20,7 +20,12 @@ import torch
 from deepworks.config import LossConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError
-from deepworks.evaluate.forecasting import forecast_metrics, mase_scale, seasonal_naive_from_window
+from deepworks.evaluate.forecasting import (
+    FORECAST_METRICS,
+    forecast_metrics,
+    mase_scale,
+    seasonal_naive_from_window,
+)
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
 
@@ -38,6 +43,7 @@ class Forecasting(Task):
 
     name = "forecasting"
     losses = ("mse", "mae", "huber")
+    metrics = FORECAST_METRICS
 
     def __init__(self):
         super().__init__()

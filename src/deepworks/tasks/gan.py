@@ -51,6 +51,8 @@ from torch import nn
 from deepworks.config import LossConfig, OptimizerConfig, TrainConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError
+from deepworks.evaluate.generative import SAMPLE_QUALITY_METRICS
+from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
 from deepworks.tasks.base import Diverged, Task
 from deepworks.train.callbacks.base import Callback
@@ -129,6 +131,15 @@ class GANTask(Task):
     """
 
     name = "gan"
+    metrics = (
+        *SAMPLE_QUALITY_METRICS,
+        MetricSpec("g_loss", "min", label="Generator loss"),
+        MetricSpec("d_loss", "min", label="Discriminator loss"),
+        MetricSpec("d_real", None, label="D(real)"),
+        MetricSpec("d_fake", None, label="D(fake)"),
+        MetricSpec("wasserstein", None, label="Wasserstein estimate"),
+        MetricSpec("gp", "min", label="Gradient penalty"),
+    )
     manual_optimization = True
 
     def __init__(

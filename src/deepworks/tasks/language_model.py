@@ -41,6 +41,7 @@ from torch import nn
 from deepworks.config import LossConfig, TrainConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError
+from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
 
@@ -72,6 +73,11 @@ class LanguageModel(Task):
 
     name = "language_model"
     losses = ("cross_entropy",)
+    metrics = (
+        MetricSpec("bits_per_char", "min", headline=True, label="Bits per character"),
+        MetricSpec("perplexity", "min", headline=True, fmt=".3f"),
+        MetricSpec("token_accuracy", "max", headline=True, fmt=".2%"),
+    )
 
     def __init__(
         self,

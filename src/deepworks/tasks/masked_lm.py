@@ -37,6 +37,7 @@ from deepworks.config import LossConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.data.text.vocab import UNK_ID
 from deepworks.errors import ConfigError
+from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
 
@@ -87,6 +88,10 @@ class MaskedLM(Task):
 
     name = "masked_lm"
     losses = ("cross_entropy",)
+    metrics = (
+        MetricSpec("masked_accuracy", "max", headline=True, fmt=".2%"),
+        MetricSpec("perplexity", "min", headline=True, fmt=".3f"),
+    )
 
     def __init__(self, mask_rate: float = 0.15, mask_id: int | None = None, eval_seed: int = 0):
         super().__init__()

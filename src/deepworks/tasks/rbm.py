@@ -49,6 +49,7 @@ from torch import nn
 from deepworks.config import LossConfig
 from deepworks.data.bundle import DataBundle, Split
 from deepworks.errors import ConfigError
+from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
 from deepworks.utils import atomic_write_bytes
@@ -72,6 +73,12 @@ class RBMTask(Task):
 
     name = "rbm"
     losses = ()
+    metrics = (
+        MetricSpec("recon_error", "min", headline=True, label="Reconstruction error"),
+        MetricSpec("pseudo_log_likelihood", "max", headline=True),
+        MetricSpec("free_energy", None),
+        MetricSpec("free_energy_gap", None, label="Free energy gap (val - train)"),
+    )
 
     def __init__(
         self,

@@ -8,7 +8,7 @@ import torch
 from deepworks.config import LossConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError
-from deepworks.evaluate.metrics import regression_metrics
+from deepworks.evaluate.metrics import REGRESSION_METRICS, regression_metrics
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
 
@@ -24,6 +24,8 @@ class Regression(Task):
 
     name = "regression"
     losses = ("mse", "mae", "huber")
+    metrics = REGRESSION_METRICS
+    explainable = True
 
     def __init__(self, standardize_target: bool = True):
         super().__init__()

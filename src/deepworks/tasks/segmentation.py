@@ -28,6 +28,7 @@ from deepworks.config import LossConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError
 from deepworks.evaluate.segmentation import (
+    SEGMENTATION_METRICS,
     confusion_matrix,
     segmentation_details,
     segmentation_metrics,
@@ -120,6 +121,7 @@ class Segmentation(Task):
 
     name = "segmentation"
     losses = ("dice_ce", "cross_entropy", "dice")
+    metrics = SEGMENTATION_METRICS
 
     def num_outputs(self, data: DataBundle, loss: LossConfig) -> int:
         if data.task_type != "segmentation":

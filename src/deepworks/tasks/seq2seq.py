@@ -25,7 +25,7 @@ from deepworks.config import LossConfig, TrainConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.data.text.vocab import BOS_ID, EOS_ID, PAD_ID, CharTokenizer
 from deepworks.errors import ConfigError
-from deepworks.evaluate.text import sequence_metrics, strip_ids
+from deepworks.evaluate.text import SEQUENCE_METRICS, sequence_metrics, strip_ids
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
 
@@ -47,6 +47,7 @@ class Seq2SeqTask(Task):
 
     name = "seq2seq"
     losses = ("cross_entropy",)
+    metrics = SEQUENCE_METRICS
 
     def __init__(
         self,

@@ -30,10 +30,12 @@ from deepworks.data.bundle import DataBundle
 from deepworks.data.text.datasets import IGNORE_INDEX
 from deepworks.errors import ConfigError
 from deepworks.evaluate.metrics import (
+    CLASSIFICATION_METRICS,
     classification_details,
     classification_metrics,
     headline_metrics,
 )
+from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
 from deepworks.tasks.classification import Classification
@@ -100,6 +102,7 @@ class TokenClassification(Task):
 
     name = "token_classification"
     losses = ("cross_entropy",)
+    metrics = (*CLASSIFICATION_METRICS, MetricSpec("sequence_accuracy", "max", fmt=".2%"))
 
     def num_outputs(self, data: DataBundle, loss: LossConfig) -> int:
         _check_tokens(data, self.name)

@@ -39,6 +39,8 @@ import torch.nn.functional as F
 from deepworks.config import LossConfig, TrainConfig
 from deepworks.data.bundle import DataBundle, Split
 from deepworks.errors import ConfigError
+from deepworks.evaluate.generative import SAMPLE_QUALITY_METRICS
+from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
 from deepworks.tasks.base import Task
 from deepworks.utils import atomic_write_bytes
@@ -89,6 +91,12 @@ class VAETask(Task):
 
     name = "vae"
     losses = ()  # the negative ELBO, built in (no registered loss to choose)
+    metrics = (
+        MetricSpec("elbo", "max", headline=True, label="ELBO"),
+        MetricSpec("recon", "min", label="Reconstruction NLL"),
+        MetricSpec("kl", None, label="KL(q(z|x) ‖ p(z))"),
+        *SAMPLE_QUALITY_METRICS,
+    )
 
     def __init__(
         self,

@@ -8,6 +8,7 @@ reduce_on_plateau after every validation with the monitored value.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 from torch.optim import Optimizer, lr_scheduler
 
@@ -102,20 +103,38 @@ def warmup(
     return lr_scheduler.LambdaLR(optimizer, fn), "step"
 
 
+class ReduceOnPlateau(lr_scheduler.ReduceLROnPlateau):
+    """torch's ReduceLROnPlateau, whose mode the task can set from its metric spec."""
+
+    def set_mode(self, mode: str) -> None:
+        """Compare with ``mode`` ("min" or "max") from now on, forgetting the best so far."""
+        self._init_is_better(
+            mode=mode, threshold=self.threshold, threshold_mode=self.threshold_mode
+        )
+        self._reset()
+        self.mode_auto = False
+
+
 @register_scheduler("reduce_on_plateau")
 def reduce_on_plateau(
     optimizer: Optimizer,
     steps_per_epoch: int,
     epochs: int,
     monitor: str = "val/loss",
-    mode: str = "min",
+    mode: Literal["auto", "min", "max"] = "auto",
     factor: float = 0.1,
     patience: int = 5,
     min_lr: float = 0.0,
 ):
-    """Divide the LR by 1/``factor`` when ``monitor`` stops improving for ``patience`` epochs."""
-    sched = lr_scheduler.ReduceLROnPlateau(
-        optimizer, mode=mode, factor=factor, patience=patience, min_lr=min_lr
+    """Divide the LR by 1/``factor`` when ``monitor`` stops improving for ``patience`` epochs
+    (``mode: auto``: the direction the task declares for ``monitor``)."""
+    sched = ReduceOnPlateau(
+        optimizer,
+        mode="min" if mode == "auto" else mode,
+        factor=factor,
+        patience=patience,
+        min_lr=min_lr,
     )
     sched.monitor = monitor
+    sched.mode_auto = mode == "auto"  # set by Task.configure_optimizers from the metric's spec
     return sched, "plateau"

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from deepworks.evaluate.specs import MetricSpec
+
 if TYPE_CHECKING:
     import torch
 
@@ -20,6 +22,8 @@ class Callback:
 
     #: Order among callbacks at the same hook: lower runs first (loggers run last).
     order = 0
+    #: Specs of the values this callback adds to the logs (see :mod:`deepworks.evaluate.specs`).
+    metrics: tuple[MetricSpec, ...] = ()
 
     def on_train_start(self, trainer: Trainer) -> None: ...
 
@@ -44,13 +48,12 @@ class Callback:
     def load_state_dict(self, state: dict[str, Any]) -> None: ...
 
 
-def resolve_mode(monitor: str, mode: str) -> str:
-    """ "min" or "max" for ``monitor`` when ``mode`` is "auto" (losses down, accuracies up)."""
-    if mode != "auto":
-        return mode
-    from deepworks.evaluate.metrics import higher_is_better
-
-    return "max" if higher_is_better(monitor) else "min"
+def resolve_mode(monitor: str, mode: str, task: Any, where: str = "") -> str:
+    """ "min" or "max" for ``monitor``: ``mode`` itself, or for "auto" the direction ``task``
+    (a Task) declares for it. A monitor the task does not declare is a ConfigError either way
+    (see :meth:`deepworks.tasks.base.Task.metric`)."""
+    spec = task.metric(monitor, where)
+    return spec.direction if mode == "auto" else mode
 
 
 def improved(value: float, best: float | None, mode: str, min_delta: float = 0.0) -> bool:

@@ -17,7 +17,7 @@ class EarlyStopping(Callback):
     Args:
         monitor: A logged value, e.g. "val/loss" or "val/accuracy".
         patience: Epochs without improvement before stopping.
-        mode: "min", "max" or "auto" (from the metric's name).
+        mode: "min", "max" or "auto" (the direction the task declares for ``monitor``).
         min_delta: Smallest change that counts as an improvement.
         restore_best: Put the best epoch's weights back into the model at the end.
     """
@@ -31,12 +31,16 @@ class EarlyStopping(Callback):
         restore_best: bool = True,
     ):
         self.monitor, self.patience, self.min_delta = monitor, patience, min_delta
-        self.mode = resolve_mode(monitor, mode)
+        self.mode = mode  # "auto" is resolved from the task's metric specs at the start
         self.restore_best = restore_best
         self.best: float | None = None
         self.best_epoch = -1
         self.wait = 0
         self.best_weights: dict | None = None
+
+    def on_train_start(self, trainer) -> None:
+        where = "train.early_stopping.monitor"
+        self.mode = resolve_mode(self.monitor, self.mode, trainer.task, where)
 
     def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
         if self.monitor not in logs:

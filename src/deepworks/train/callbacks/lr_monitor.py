@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_callback
 from deepworks.train.callbacks.base import Callback
 
@@ -17,6 +18,12 @@ class LRMonitor(Callback):
     """
 
     order = -10  # before loggers and checkpoints read the logs
+    metrics = (
+        MetricSpec("lr", None, label="Learning rate", fmt=".3g"),
+        MetricSpec("lr/group*", None, label="Learning rate of group {}", fmt=".3g"),
+        MetricSpec("momentum", None, fmt=".3g"),
+        MetricSpec("beta1", None, label="Adam β1", fmt=".3g"),
+    )
 
     def __init__(self, log_momentum: bool = False):
         self.log_momentum = log_momentum

@@ -17,7 +17,7 @@ class ModelCheckpoint(Callback):
 
     Args:
         monitor: Value that decides the best epoch, e.g. "val/loss".
-        mode: "min", "max" or "auto".
+        mode: "min", "max" or "auto" (the direction the task declares for ``monitor``).
         save_best: Keep the best checkpoint.
         every_n_epochs: Save after every n-th epoch (None: never at epoch ends).
         every_n_steps: Also save every n optimizer steps, mid-epoch included.
@@ -35,7 +35,7 @@ class ModelCheckpoint(Callback):
         every_n_steps: int | None = None,
         keep_last: int = 2,
     ):
-        self.monitor, self.mode = monitor, resolve_mode(monitor, mode)
+        self.monitor, self.mode = monitor, mode  # "auto": resolved at the start, see below
         self.save_best = save_best
         self.every_n_epochs, self.every_n_steps = every_n_epochs, every_n_steps
         self.keep_last = keep_last
@@ -44,6 +44,7 @@ class ModelCheckpoint(Callback):
         self.dir: CheckpointDir | None = None
 
     def on_train_start(self, trainer) -> None:
+        self.mode = resolve_mode(self.monitor, self.mode, trainer.task, "train.checkpoint.monitor")
         if trainer.run_dir is not None:
             self.dir = CheckpointDir(Path(trainer.run_dir) / "checkpoints", self.keep_last)
 
