@@ -11,7 +11,7 @@ from deepworks.data.pipeline import load_dataset
 from deepworks.errors import ConfigError
 from deepworks.registry import ATTACKS, MODELS
 from deepworks.robust import InputSpaceModel, build_attack, robust_accuracy, run_attack
-from deepworks.robust.common import clean_accuracy, require_classes, robustness_curve
+from deepworks.attacks.common import clean_accuracy, require_classes, robustness_curve
 
 torchattacks = pytest.importorskip("torchattacks")
 

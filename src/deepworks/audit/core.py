@@ -45,7 +45,7 @@ def _load(run_dir: Path, checkpoint: str):
 
 def _attacks(run, method: str, eps: Sequence[float] | None) -> tuple[dict[str, list], list]:
     """Built attacks (``method``, and FGSM beside it) at each eps, each checked; the eps."""
-    from deepworks.robust.common import build_attack
+    from deepworks.attacks.common import build_attack
 
     _, _, (lo, hi), _ = parts.attack_space(run)
     eps_list = parts.default_eps(lo, hi) if eps is None else sorted({e for e in eps if e != 0})

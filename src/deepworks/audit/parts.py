@@ -116,7 +116,7 @@ class FeatureRangeModel(nn.Module):
 
     def __init__(self, model: nn.Module, scaler: dict[str, Any] | None, lo, hi):
         super().__init__()
-        from deepworks.robust.common import InputSpaceModel
+        from deepworks.attacks.common import InputSpaceModel
 
         self.space = InputSpaceModel(model, scaler)
         self.register_buffer("lo", lo, persistent=False)
@@ -137,7 +137,7 @@ def attack_space(run: Loaded) -> tuple[nn.Module, torch.Tensor, tuple[float, flo
     does, within the training inputs' minimum and maximum; flat tabular features as fractions
     of each feature's training range (:class:`FeatureRangeModel`).
     """
-    from deepworks.robust.common import InputSpaceModel
+    from deepworks.attacks.common import InputSpaceModel
 
     scaler = run.info.get("scaler")
     raw_train = invert_scaler(run.data.train.x, scaler)
@@ -174,7 +174,7 @@ def robustness_part(
     the input range). Returns (figures, examples) where examples holds the middle eps of the
     first attack: inputs, adversarial inputs, labels and both predictions.
     """
-    from deepworks.robust.common import run_attack
+    from deepworks.attacks.common import run_attack
 
     space, x, _, _ = attack_space(run)
     space = space.to(device)

@@ -1,17 +1,16 @@
-"""Adversarial robustness: attacks (``deepworks list attacks``) and adversarial training.
+"""Adversarial robustness of a trained run: ``deepworks attack RUN --method pgd --eps 0.1``.
 
-Attacks (``deepworks attack RUN --method pgd --eps 0.1``): :mod:`~deepworks.robust.fgsm`,
-:mod:`~deepworks.robust.pgd` (L-inf and L2), :mod:`~deepworks.robust.cw` (Carlini-Wagner L2) and
-:mod:`~deepworks.robust.square` (black-box). Adversarial training (PGD-AT, TRADES) is a task:
-:mod:`deepworks.tasks.adversarial`.
+:func:`~deepworks.robust.evaluate.attack_run` attacks a run's test split and writes clean vs
+robust accuracy per eps, with example images. The attacks themselves (``deepworks list
+attacks``) are :mod:`deepworks.attacks`, re-exported here; adversarial training (PGD-AT,
+TRADES) is a task: :mod:`deepworks.tasks.adversarial`.
 
 Example:
     >>> from deepworks.robust import InputSpaceModel, robust_accuracy
     >>> robust_accuracy(InputSpaceModel(model), x_test, y_test, "pgd", eps=0.1, steps=20)
 """
 
-from deepworks.robust import cw, fgsm, pgd, square  # noqa: F401  (register the attacks)
-from deepworks.robust.common import (
+from deepworks.attacks import (
     Attack,
     InputSpaceModel,
     build_attack,

@@ -2,7 +2,7 @@
 
 ``deepworks attack RUN --method pgd --eps 0.05,0.1,0.2`` calls :func:`attack_run`. It rebuilds the
 run's model and its identical data split, attacks in the raw input space (the run's scaler is
-applied inside the model, see :class:`~deepworks.robust.common.InputSpaceModel`), and writes
+applied inside the model, see :class:`~deepworks.attacks.common.InputSpaceModel`), and writes
 
     RUN/attacks/<method>/results.json   the figures per eps, and the settings
     RUN/attacks/<method>/results.csv    one row per eps
@@ -23,10 +23,11 @@ from typing import Any
 
 import torch
 
+from deepworks.attacks.common import InputSpaceModel, build_attack, require_classes, run_attack
 from deepworks.data.bundle import invert_scaler
 from deepworks.errors import ConfigError
 from deepworks.registry import ATTACKS, accepted_kwargs
-from deepworks.robust.common import InputSpaceModel, build_attack, require_classes, run_attack
+from deepworks.rundir import RunDir
 from deepworks.utils import atomic_write_bytes, atomic_write_text, csv_text, resolve_device
 
 EXAMPLES = 8  # adversarial examples drawn in examples.png
@@ -86,7 +87,6 @@ def attack_run(
     """
     from deepworks.run import build_data, load_run
 
-    run_dir = Path(run_dir)
     factory = ATTACKS.get(method, where="--method")  # an unknown name: choices, close match
     eps_list = parse_eps(eps)
     if split not in ("test", "val", "train"):
@@ -95,8 +95,9 @@ def attack_run(
         raise ConfigError(f"--n {n}: attack at least 1 sample")
     if batch_size < 1:
         raise ConfigError(f"--batch-size {batch_size}: must be at least 1")
+    run_dir = RunDir.open(run_dir)
     cfg, model, _ = load_run(run_dir, which)
-    info = json.loads((run_dir / "data.json").read_text())
+    info = run_dir.data_info()
     require_classes(info.get("task_type"), where=f"{run_dir}")
     accepted, _ = accepted_kwargs(factory)
     given = {k: v for k, v in (options or {}).items() if v is not None}
@@ -154,15 +155,16 @@ def attack_run(
         "options": kwargs,
         "results": results,
     }
-    folder = Path(out) if out is not None else run_dir / "attacks" / method
+    folder = Path(out) if out is not None else run_dir.attacks_dir(method)
     folder.mkdir(parents=True, exist_ok=True)
-    atomic_write_text(folder / "results.json", json.dumps(report, indent=1))
-    atomic_write_text(folder / "results.csv", csv_text(results))
+    written = [folder / "results.json", folder / "results.csv"]
+    atomic_write_text(written[0], json.dumps(report, indent=1))
+    atomic_write_text(written[1], csv_text(results))
     if data.is_image and examples is not None:
         e, res = examples
-        atomic_write_bytes(
-            folder / "examples.png", _examples_png(x, y, res, e, lo, hi, data.class_names)
-        )
+        written.append(folder / "examples.png")
+        atomic_write_bytes(written[2], _examples_png(x, y, res, e, lo, hi, data.class_names))
+    run_dir.record("attack", written)
     report["out"] = str(folder)
     return report
 

@@ -6,7 +6,7 @@
     min_theta  E_(x,y) [ max_{||delta||_inf <= eps}  CE(f_theta(x + delta), y) ],
 
 solving the inner maximization approximately with PGD against the current weights at every step
-(see :mod:`deepworks.robust.pgd`) and taking the gradient step on those adversarial examples.
+(see :mod:`deepworks.attacks.pgd`) and taking the gradient step on those adversarial examples.
 ``mix`` > 0 adds the clean loss, ``(1 - mix) * CE(f(x_adv), y) + mix * CE(f(x), y)`` (Goodfellow
 et al. 2015's mixed objective), which trades robustness for clean accuracy.
 
@@ -30,7 +30,7 @@ Everything else is the classification task's: metrics, predictions and the repor
 metrics add the PGD robust accuracy at each ``eval_eps`` (``test/robust_accuracy@0.1``), and
 :meth:`save_pictures` writes the robust-accuracy-vs-eps curve of the test split to
 ``robustness.json`` for the report.
-Attacks act in the raw input space (see :mod:`deepworks.robust.common`): with ``data.scale:
+Attacks act in the raw input space (see :mod:`deepworks.attacks.common`): with ``data.scale:
 none`` the digits' pixels are in [0, 1] and eps = 0.1 is a tenth of the full intensity range.
 """
 
@@ -51,14 +51,14 @@ from deepworks.data.bundle import DataBundle, Split, invert_scaler
 from deepworks.errors import ConfigError
 from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
-from deepworks.robust.common import (
+from deepworks.attacks.common import (
     InputSpaceModel,
     check_eps,
     clean_accuracy,
     eval_mode,
     run_attack,
 )
-from deepworks.robust.pgd import PGD
+from deepworks.attacks.pgd import PGD
 from deepworks.tasks.classification import Classification
 from deepworks.utils import atomic_write_text
 
@@ -230,47 +230,16 @@ class AdversarialTraining(AdversarialClassification):
     """PGD adversarial training (Madry et al. 2018): train on PGD examples of the current model.
 
     Args:
-        eps: L-inf budget of the training attack, in raw input units.
-        alpha: PGD step size (default 2.5 * eps / steps).
-        steps: PGD steps per training batch.
         mix: Weight of the clean loss: (1 - mix) * CE(adversarial) + mix * CE(clean).
-        clip_min: Smallest valid raw input (default: the training inputs' minimum).
-        clip_max: Largest valid raw input (default: the training inputs' maximum).
-        eval_eps: Budgets of the robust accuracy reported for the test split (default: [eps]).
-        eval_steps: PGD steps of that evaluation (and of the robustness curve).
-        curve_eps: Budgets of the robustness curve written for the report (0 = clean).
-        curve_samples: Test samples the curve is measured on (the first ones).
-        top_k: Report top-k accuracy for these k (when k < number of classes).
+        **kwargs: The attack and evaluation options of :class:`AdversarialClassification`
+            (eps, alpha, steps, clip_min, clip_max, eval_eps, eval_steps, curve_eps,
+            curve_samples, top_k).
     """
 
     name = "adversarial_training"
 
-    def __init__(
-        self,
-        eps: float = 0.1,
-        alpha: float | None = None,
-        steps: int = 10,
-        mix: float = 0.0,
-        clip_min: float | None = None,
-        clip_max: float | None = None,
-        eval_eps: list[float] | None = None,
-        eval_steps: int = 20,
-        curve_eps: list[float] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3),
-        curve_samples: int = 1000,
-        top_k: list[int] | tuple[int, ...] = (3, 5),
-    ):
-        super().__init__(
-            eps,
-            alpha,
-            steps,
-            clip_min,
-            clip_max,
-            eval_eps,
-            eval_steps,
-            curve_eps,
-            curve_samples,
-            top_k,
-        )
+    def __init__(self, mix: float = 0.0, **kwargs: Any):
+        super().__init__(**kwargs)
         if not 0 <= mix <= 1:
             raise ConfigError(f"task.mix: {mix} must be in [0, 1]")
         self.mix = float(mix)
@@ -305,47 +274,16 @@ class TRADES(AdversarialClassification):
     """TRADES (Zhang et al. 2019): clean cross-entropy + beta * KL to the worst nearby input.
 
     Args:
-        eps: L-inf budget of the training attack, in raw input units.
         beta: Weight of the robustness (KL) term: 1 favours clean accuracy, 6 robustness.
-        alpha: Step size of the KL maximization (default 2.5 * eps / steps).
-        steps: Steps of the KL maximization per training batch.
-        clip_min: Smallest valid raw input (default: the training inputs' minimum).
-        clip_max: Largest valid raw input (default: the training inputs' maximum).
-        eval_eps: Budgets of the robust accuracy reported for the test split (default: [eps]).
-        eval_steps: PGD steps of that evaluation (and of the robustness curve).
-        curve_eps: Budgets of the robustness curve written for the report (0 = clean).
-        curve_samples: Test samples the curve is measured on (the first ones).
-        top_k: Report top-k accuracy for these k (when k < number of classes).
+        **kwargs: The attack and evaluation options of :class:`AdversarialClassification`
+            (eps, alpha and steps of the KL maximization, clip_min, clip_max, eval_eps,
+            eval_steps, curve_eps, curve_samples, top_k).
     """
 
     name = "trades"
 
-    def __init__(
-        self,
-        eps: float = 0.1,
-        beta: float = 6.0,
-        alpha: float | None = None,
-        steps: int = 10,
-        clip_min: float | None = None,
-        clip_max: float | None = None,
-        eval_eps: list[float] | None = None,
-        eval_steps: int = 20,
-        curve_eps: list[float] = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3),
-        curve_samples: int = 1000,
-        top_k: list[int] | tuple[int, ...] = (3, 5),
-    ):
-        super().__init__(
-            eps,
-            alpha,
-            steps,
-            clip_min,
-            clip_max,
-            eval_eps,
-            eval_steps,
-            curve_eps,
-            curve_samples,
-            top_k,
-        )
+    def __init__(self, beta: float = 6.0, **kwargs: Any):
+        super().__init__(**kwargs)
         if beta < 0 or not math.isfinite(beta):
             raise ConfigError(f"task.beta: {beta} must be a finite number >= 0")
         self.beta = float(beta)

@@ -29,7 +29,7 @@ from torch import nn
 
 from deepworks.errors import ConfigError
 from deepworks.registry import register_attack
-from deepworks.robust.common import Attack, flat_norm
+from deepworks.attacks.common import Attack, flat_norm
 
 
 @register_attack("pgd")

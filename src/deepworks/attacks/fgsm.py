@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from deepworks.registry import register_attack
-from deepworks.robust.common import Attack
+from deepworks.attacks.common import Attack
 
 
 @register_attack("fgsm")

@@ -32,7 +32,7 @@ from torch import nn
 
 from deepworks.errors import ConfigError
 from deepworks.registry import register_attack
-from deepworks.robust.common import Attack, flat_norm, margin
+from deepworks.attacks.common import Attack, flat_norm, margin
 
 
 @register_attack("cw")
