@@ -6,12 +6,12 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from deepworks.attacks.common import clean_accuracy, require_classes, robustness_curve
 from deepworks.data.bundle import apply_scaler
 from deepworks.data.pipeline import load_dataset
 from deepworks.errors import ConfigError
 from deepworks.registry import ATTACKS, MODELS
 from deepworks.robust import InputSpaceModel, build_attack, robust_accuracy, run_attack
-from deepworks.attacks.common import clean_accuracy, require_classes, robustness_curve
 
 torchattacks = pytest.importorskip("torchattacks")
 

@@ -30,9 +30,9 @@ import math
 import torch
 from torch import nn
 
+from deepworks.attacks.common import Attack, flat_norm, margin
 from deepworks.errors import ConfigError
 from deepworks.registry import register_attack
-from deepworks.attacks.common import Attack, flat_norm, margin
 
 
 @register_attack("cw")

@@ -18,8 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepworks.registry import register_attack
 from deepworks.attacks.common import Attack
+from deepworks.registry import register_attack
 
 
 @register_attack("fgsm")

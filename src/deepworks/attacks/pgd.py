@@ -27,9 +27,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from deepworks.attacks.common import Attack, flat_norm
 from deepworks.errors import ConfigError
 from deepworks.registry import register_attack
-from deepworks.attacks.common import Attack, flat_norm
 
 
 @register_attack("pgd")

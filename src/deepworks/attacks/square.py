@@ -28,9 +28,9 @@ import math
 import torch
 from torch import nn
 
+from deepworks.attacks.common import Attack, margin
 from deepworks.errors import ConfigError
 from deepworks.registry import register_attack
-from deepworks.attacks.common import Attack, margin
 
 SCHEDULE = (10, 50, 200, 500, 1000, 2000, 4000, 6000, 8000)  # of 10,000 iterations
 

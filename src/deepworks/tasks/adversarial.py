@@ -46,11 +46,6 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from deepworks.config import LossConfig
-from deepworks.data.bundle import DataBundle, Split, invert_scaler
-from deepworks.errors import ConfigError
-from deepworks.evaluate.specs import MetricSpec
-from deepworks.registry import register_task
 from deepworks.attacks.common import (
     InputSpaceModel,
     check_eps,
@@ -59,6 +54,11 @@ from deepworks.attacks.common import (
     run_attack,
 )
 from deepworks.attacks.pgd import PGD
+from deepworks.config import LossConfig
+from deepworks.data.bundle import DataBundle, Split, invert_scaler
+from deepworks.errors import ConfigError
+from deepworks.evaluate.specs import MetricSpec
+from deepworks.registry import register_task
 from deepworks.tasks.classification import Classification
 from deepworks.utils import atomic_write_text
 
