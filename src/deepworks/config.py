@@ -182,14 +182,22 @@ class TrainConfig(Strict):
     progress: bool = Field(True, description="Show the progress bar.")
 
 
-class RunConfig(Strict):
+class RecipeConfig(Strict):
+    """The keys every run config has, whatever its recipe; a recipe's schema adds its sections."""
+
     name: str = Field("run", pattern=r"^[A-Za-z0-9][A-Za-z0-9 ._-]*$")  # a plain folder name
     seed: int = Field(0, description="Seed of the split, the weights and every random stream.")
+    recipe: str = Field("supervised", description="The kind of run (deepworks list recipes).")
+    out: str = Field("runs", description="Parent folder of the run directory.")
+
+
+class RunConfig(RecipeConfig):
+    """The ``supervised`` recipe's run: data → model → Trainer over a task."""
+
     data: DataConfig = Field(DataConfig(), description="The dataset and its splits.")
     model: ModelConfig = Field(ModelConfig(), description="The model and its options.")
     task: TaskConfig = Field(TaskConfig(), description="What a training step means.")
     train: TrainConfig = Field(TrainConfig(), description="The training loop.")
-    out: str = Field("runs", description="Parent folder of the run directory.")
 
 
 def _fields_at(model: type[BaseModel], loc: tuple) -> list[str]:
@@ -398,7 +406,21 @@ def load_config(
     Example:
         >>> cfg = load_config("examples/digits_mlp.yaml", ["train.epochs=5"])
     """
-    if isinstance(source, RunConfig):
+    raw, where, sources = read_config(source, overrides)
+    config = validate(RunConfig, raw, where, sources)
+    if raw.get("recipe") in (None, "supervised"):
+        check_required_sections(raw, where)
+    check_components(config, where, sources)
+    return config
+
+
+def read_config(
+    source: str | Path | dict[str, Any] | BaseModel,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> tuple[dict[str, Any], str, Sources]:
+    """A config as a plain dict with the overrides applied, before any schema: (raw, where the
+    file is, which keys came from ``--set``). A recipe validates it against its own schema."""
+    if isinstance(source, BaseModel):
         source = source.model_dump()
     if isinstance(source, dict):
         raw, where = _expand_shorthands(_deep_copy(source)), "config"
@@ -407,11 +429,7 @@ def load_config(
         _resolve_paths(raw, Path(source).parent)
     sources = Sources(where, override_sources(overrides))
     raw = apply_overrides(raw, parse_overrides(overrides))
-    config = validate(RunConfig, raw, where, sources)
-    if raw.get("recipe") in (None, "supervised"):
-        check_required_sections(raw, where)
-    check_components(config, where, sources)
-    return config
+    return raw, where, sources
 
 
 # sections that may be written as a bare name (``model: mlp`` for ``model: {name: mlp}``), so that

@@ -90,14 +90,38 @@ class Registry:
         return len(self._entries)
 
 
+def init_chain(factory: Callable) -> list[Callable]:
+    """The functions whose keyword arguments ``factory`` accepts: a function itself; for a class,
+    its ``__init__``, then, while an ``__init__`` takes ``**kwargs`` (and hands them to
+    ``super().__init__``), the ``__init__`` of each parent class up the MRO. So a subclass lists
+    only its own arguments and still accepts its parent's."""
+    if not inspect.isclass(factory):
+        return [factory]
+    chain = []
+    for cls in factory.__mro__:
+        init = cls.__dict__.get("__init__")
+        if init is None or cls is object:
+            continue
+        chain.append(init)
+        params = inspect.signature(init).parameters.values()
+        if not any(p.kind is p.VAR_KEYWORD for p in params):
+            break
+    return chain or [factory.__init__]
+
+
 def accepted_kwargs(factory: Callable) -> tuple[list[str], bool]:
-    """Names of the keyword arguments ``factory`` takes, and whether it takes ``**kwargs``."""
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    params = list(inspect.signature(target).parameters.values())
-    if inspect.isclass(factory):
-        params = params[1:]  # self
-    varkw = any(p.kind is p.VAR_KEYWORD for p in params)
-    names = [p.name for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    """Names of the keyword arguments ``factory`` takes (following ``**kwargs`` up a class's
+    parents, see :func:`init_chain`), and whether it takes any ``**kwargs`` in the end."""
+    names: list[str] = []
+    varkw = False
+    is_class = inspect.isclass(factory)
+    for target in init_chain(factory):
+        params = list(inspect.signature(target).parameters.values())
+        if is_class:
+            params = params[1:]  # self
+        varkw = any(p.kind is p.VAR_KEYWORD for p in params)
+        kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+        names += [p.name for p in params if p.kind in kinds and p.name not in names]
     return names, varkw
 
 
@@ -135,11 +159,13 @@ def check_kwargs(
 
 
 def _type_hints(factory: Callable) -> dict[str, Any]:
-    target = factory.__init__ if inspect.isclass(factory) else factory
-    try:
-        return typing.get_type_hints(target, include_extras=True)  # keep Annotated ranges
-    except Exception:  # unresolvable annotations: skip the type check, the call still checks
-        return {}
+    hints: dict[str, Any] = {}
+    for target in reversed(init_chain(factory)):  # a subclass's own annotation wins
+        try:
+            hints |= typing.get_type_hints(target, include_extras=True)  # keep Annotated ranges
+        except Exception:  # unresolvable annotations: skip the type check, the call checks
+            continue
+    return hints
 
 
 BOUNDS = {"gt": ">", "ge": ">=", "lt": "<", "le": "<="}
@@ -227,6 +253,7 @@ CALLBACKS = Registry("a callback")
 AUGMENTATIONS = Registry("an augmentation")
 ATTACKS = Registry("an attack")
 EXPLAINERS = Registry("an attribution method")
+RECIPES = Registry("a recipe")
 
 register_model = MODELS.register
 register_dataset = DATASETS.register
@@ -238,6 +265,7 @@ register_callback = CALLBACKS.register
 register_augmentation = AUGMENTATIONS.register
 register_attack = ATTACKS.register
 register_explainer = EXPLAINERS.register
+register_recipe = RECIPES.register
 
 REGISTRIES: dict[str, Registry] = {
     "models": MODELS,
@@ -250,4 +278,5 @@ REGISTRIES: dict[str, Registry] = {
     "augmentations": AUGMENTATIONS,
     "attacks": ATTACKS,
     "explainers": EXPLAINERS,
+    "recipes": RECIPES,
 }

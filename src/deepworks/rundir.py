@@ -56,6 +56,7 @@ from __future__ import annotations
 
 import contextlib
 import csv
+import io
 import json
 import os
 import platform
@@ -425,6 +426,21 @@ class RunDir:
     def write_json(self, name: str, obj: Any, command: str | None = None) -> Path:
         """Write ``obj`` as indented JSON (numpy scalars as floats) atomically."""
         return self.write_text(name, json.dumps(obj, indent=1, default=float), command)
+
+    def write_history(
+        self, rows: list[dict[str, Any]], command: str | None = None, stem: str = HISTORY
+    ) -> None:
+        """Write one row per epoch (or round) to ``history.csv`` and ``history.json`` (another
+        ``stem``: ``<stem>.csv`` / ``.json``)."""
+        columns: list[str] = []
+        for row in rows:
+            columns += [k for k in row if k not in columns]
+        buf = io.StringIO()
+        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
+        writer.writeheader()
+        writer.writerows(rows)
+        self.write_text(f"{stem}.csv", buf.getvalue(), command)
+        self.write_text(f"{stem}.json", json.dumps(rows, indent=1), command)
 
     def write_bytes(self, name: str, data: bytes, command: str | None = None) -> Path:
         from deepworks.utils import atomic_write_bytes  # utils imports torch; reading needs none

@@ -1,6 +1,6 @@
 """The deep belief network: greedy layer-wise pretraining copies each stage's RBM into its layer
 (with the input rescaling folded into the first), stages continue from their checkpoints, and a
-DBN trains through ``run.train`` (pretraining, then fine-tuning)."""
+DBN trains through ``deepworks.recipes.train`` (pretraining, then fine-tuning)."""
 
 from __future__ import annotations
 
@@ -15,7 +15,8 @@ from deepworks.data.pipeline import load_dataset
 from deepworks.errors import CheckpointError, ConfigError
 from deepworks.models import create_model
 from deepworks.models.rbm import RBM
-from deepworks.run import train
+from deepworks.recipes import train
+from deepworks.recipes.pretrain import layerwise_pretrain
 from deepworks.train.checkpoint import load_checkpoint
 
 QUICK = {"pretrain_epochs": 2, "pretrain_batch_size": 50}
@@ -54,7 +55,7 @@ def stage_rbm(run_dir, layer: int, visible: int, hidden: int) -> RBM:
 def test_pretraining_copies_each_rbm_into_its_layer(digits, tmp_path):
     data = subset(digits)
     model = dbn(**QUICK)
-    summary = model.unsupervised_pretrain(data, run_dir=tmp_path, seed=0)
+    summary = layerwise_pretrain(model, data, run_dir=tmp_path, seed=0)
     assert [s["layer"] for s in summary] == [1, 2]
     assert [(s["visible"], s["hidden"]) for s in summary] == [(64, 24), (24, 12)]
     assert json.loads((tmp_path / "pretrain" / "summary.json").read_text()) == summary
@@ -69,7 +70,7 @@ def test_pretraining_copies_each_rbm_into_its_layer(digits, tmp_path):
         torch.testing.assert_close(model.forward_features(x), rbm2.p_h(rbm1.p_h(x)))
     # a second call finds both stages finished in their checkpoints: same weights, no training
     again = dbn(**QUICK)
-    again.unsupervised_pretrain(data, run_dir=tmp_path, seed=0)
+    layerwise_pretrain(again, data, run_dir=tmp_path, seed=0)
     for la, lb in zip(model.layers, again.layers, strict=True):
         assert torch.equal(la.weight, lb.weight) and torch.equal(la.bias, lb.bias)
     for layer in (1, 2):
@@ -81,7 +82,7 @@ def test_standardized_inputs_are_rescaled_for_the_rbm_and_folded_into_layer_one(
     data = subset(load_dataset("digits", split={"val": 0.1, "test": 0.2}, seed=0))
     assert float(data.train.x.min()) < 0  # standardized: not probabilities
     model = dbn(hidden=[16], **QUICK)
-    model.unsupervised_pretrain(data, run_dir=tmp_path, seed=0)
+    layerwise_pretrain(model, data, run_dir=tmp_path, seed=0)
     rbm = stage_rbm(tmp_path, 1, 64, 16)
     x = data.train.x
     lo, hi = x.min(0).values, x.max(0).values
@@ -94,7 +95,7 @@ def test_standardized_inputs_are_rescaled_for_the_rbm_and_folded_into_layer_one(
 def test_no_pretraining_is_a_plain_sigmoid_mlp(digits, tmp_path):
     model = dbn(pretrain_epochs=0)
     before = {k: v.clone() for k, v in model.state_dict().items()}
-    assert model.unsupervised_pretrain(digits, run_dir=tmp_path, seed=0) == []
+    assert layerwise_pretrain(model, digits, run_dir=tmp_path, seed=0) == []
     assert not (tmp_path / "pretrain").exists()
     assert all(torch.equal(before[k], v) for k, v in model.state_dict().items())
     x = digits.val.x[:4]

@@ -12,10 +12,10 @@ from pathlib import Path
 
 import yaml
 
+from deepworks.recipes import train
 from deepworks.report import write_report
 from deepworks.report.language_model import sections
 from deepworks.report.run_files import load_run
-from deepworks.run import train
 
 PNG = b"\x89PNG\r\n\x1a\n"
 NASTY = 'def f(x):\n    return "<script>alert(1)</script>" & x < 3\n'

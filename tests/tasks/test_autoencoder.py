@@ -288,7 +288,7 @@ def run_config(task: dict, data: dict, model: dict, epochs: int = 2) -> dict:
 
 
 def test_autoencoder_run_report_shows_reconstructions_and_latent_space(tmp_path):
-    from deepworks.run import train
+    from deepworks.recipes import train
 
     cfg = run_config(
         {"name": "autoencoder", "noise": {"kind": "gaussian", "amount": 0.2}},
@@ -305,7 +305,7 @@ def test_autoencoder_run_report_shows_reconstructions_and_latent_space(tmp_path)
 
 
 def test_anomaly_run_report_shows_scores_curves_and_threshold(tmp_path):
-    from deepworks.run import train
+    from deepworks.recipes import train
 
     cfg = run_config(
         {"name": "anomaly_detection", "normal": [1], "threshold": "best_f1"},

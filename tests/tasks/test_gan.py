@@ -1,5 +1,5 @@
 """The ``gan`` task: losses, gradient penalty, n_critic, exact resume of both players, divergence
-stops, config errors, and one small run through ``deepworks.run.train`` with its report."""
+stops, config errors, and one small run through ``deepworks.recipes.train`` with its report."""
 
 from __future__ import annotations
 
@@ -222,7 +222,7 @@ def test_config_errors_name_the_fix():
 
 
 def test_conditional_gan_on_unlabelled_data_is_a_config_error(tmp_path):
-    from deepworks.run import train
+    from deepworks.recipes import train
 
     config = {
         "data": {"name": "diabetes"},
@@ -239,7 +239,7 @@ def test_conditional_gan_on_unlabelled_data_is_a_config_error(tmp_path):
 
 
 def test_a_conditional_run_writes_metrics_samples_and_report(tmp_path):
-    from deepworks.run import train
+    from deepworks.recipes import train
 
     config = {
         "name": "cgan",

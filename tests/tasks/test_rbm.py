@@ -15,7 +15,7 @@ from deepworks.data.bundle import DataBundle, Split
 from deepworks.data.pipeline import load_dataset
 from deepworks.errors import ConfigError
 from deepworks.models import create_model
-from deepworks.run import train
+from deepworks.recipes import train
 from deepworks.tasks.rbm import RBMTask
 from deepworks.train.callbacks import Callback
 from deepworks.train.trainer import Trainer

@@ -346,7 +346,7 @@ def test_cli_verify_names_a_pickle_with_a_matching_manifest(tmp_path):
 
 
 def test_resume_falls_back_past_an_unparsable_newest_checkpoint(tmp_path):
-    from deepworks.run import train
+    from deepworks.recipes import train
 
     config = {
         "name": "tiny",

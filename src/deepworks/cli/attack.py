@@ -58,9 +58,9 @@ def attack(
             on_progress=progress.update,
         )
     if out_dir is None:  # the run's report gains the robustness section
-        from deepworks.run import write_report_safely
+        from deepworks.report import write_report
 
-        write_report_safely(run)
+        write_report(run)
     out.print(_table(report))
     out.print(f"files:  {report['out']}", markup=False)
 

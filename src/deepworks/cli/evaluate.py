@@ -18,7 +18,7 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json", help="Print all metrics as JSON"),
 ) -> None:
     """Evaluate the model of a run directory on its held-out data."""
-    from deepworks.cli.train import metrics_table
+    from deepworks.cli.train import graded_line, metrics_table
     from deepworks.errors import ConfigError
     from deepworks.run import evaluate as evaluate_run
     from deepworks.rundir import RunDir
@@ -33,3 +33,4 @@ def evaluate(
     else:
         task = RunDir.open(run).task
         out.print(metrics_table(metrics, f"{run}: {split} metrics", task, (f"{split}/",)))
+        out.print(f"graded: {graded_line(run, checkpoint)}")

@@ -9,15 +9,21 @@ from rich.table import Table
 
 from deepworks.cli import app, err, out
 
+
 def metrics_table(
-    metrics: dict[str, float], title: str, task: str | None = None, prefixes=("test/", "val/")
+    metrics: dict[str, float],
+    title: str,
+    task: str | None = None,
+    prefixes=("test/", "val/"),
+    extra_specs: tuple = (),
 ) -> Table:
     """The headline metrics of a run of ``task`` as a rich table: its declared headline specs
-    (see :mod:`deepworks.evaluate.specs`) in their order, with their formats and labels."""
-    from deepworks.evaluate.specs import find, split_name
+    (see :mod:`deepworks.evaluate.specs`; ``extra_specs``: a recipe's own) in their order, with
+    their formats and labels."""
+    from deepworks.evaluate.specs import find, merge, split_name
     from deepworks.train.specs import run_metrics
 
-    specs = run_metrics(task)
+    specs = merge(extra_specs, run_metrics(task))
     order = {spec.name: i for i, spec in enumerate(specs)}
     rows = []
     for key, value in metrics.items():
@@ -33,6 +39,23 @@ def metrics_table(
     for _, key, value, label in sorted(rows):
         table.add_row(key, value, label)
     return table
+
+
+def graded_line(run_dir: Path, which: str = "best") -> str:
+    """Which checkpoint a run's metrics come from, e.g. ``best = step-00000120 (step 120, end
+    of epoch 5)``; every command that grades or loads a run prints it."""
+    from deepworks.errors import CheckpointError
+    from deepworks.run import graded_info
+    from deepworks.train.checkpoint import describe_checkpoint
+
+    try:
+        info = graded_info(run_dir, which)
+    except CheckpointError:
+        return "final weights (the run saved no checkpoint)"
+    return describe_checkpoint(info, info["link"])
+
+
+_PREFIXES = ("test/", "val/", "train/")
 
 
 @app.command()
@@ -61,7 +84,7 @@ def train(
     Interrupted by SIGINT/SIGTERM, training finishes its step, writes a checkpoint and exits with
     code 3; `deepworks train --resume RUN` continues it.
     """
-    from deepworks.run import train as train_run
+    from deepworks.recipes import train as train_run
 
     def warn(line: str) -> None:
         err.print(f"warning: {line}", markup=False)
@@ -84,9 +107,18 @@ def train(
         info=info,
         callbacks=callbacks,
     )
-    if run.fit is not None and run.fit.stop_reason:
-        err.print(f"stopped: {run.fit.stop_reason}", markup=False)
-    out.print(metrics_table(run.metrics, f"{run.config.name}: test metrics", run.config.task.name))
+    if run.stop_reason:
+        err.print(f"stopped: {run.stop_reason}", markup=False)
+    task = getattr(getattr(run.config, "task", None), "name", None)
+    if task is not None:  # a supervised run: its held-out metrics, graded on one checkpoint
+        out.print(metrics_table(run.metrics, f"{run.config.name}: test metrics", task))
+        out.print(f"graded: {graded_line(run.dir)}")
+    else:  # another recipe: the headline metrics it declares
+        from deepworks.registry import RECIPES
+
+        specs = RECIPES.get(run.config.recipe).metrics
+        table = metrics_table(run.metrics, f"{run.config.name}: metrics", None, _PREFIXES, specs)
+        out.print(table)
     out.print(f"run:    {run.dir}")
     if (run.dir / "report.html").exists():
         out.print(f"report: {run.dir / 'report.html'}")

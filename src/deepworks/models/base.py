@@ -68,6 +68,11 @@ class Model(nn.Module):
     def from_config(cls, config: dict[str, Any]) -> Model:
         return cls(**config)
 
+    def pretraining_layers(self) -> list[nn.Module]:
+        """Layers the supervised recipe initializes by greedy layer-wise pretraining before
+        fine-tuning (``deepworks.recipes.pretrain``; a deep belief network's). Default: none."""
+        return []
+
     def num_parameters(self, trainable_only: bool = False) -> int:
         return sum(p.numel() for p in self.parameters() if p.requires_grad or not trainable_only)
 

@@ -38,13 +38,19 @@ from deepworks.rundir import CONFIG, HISTORY_CSV, METRICS, REPORT
 _GROUP_ORDER = ("train", "val", "best/val", "test")
 
 
-def write_report(run_dir: str | os.PathLike) -> Path:
+def write_report(
+    run_dir: str | os.PathLike,
+    extra: list[tuple[str, str, str]] | None = None,
+    specs: tuple = (),
+) -> Path:
     """Write ``run_dir/report.html`` from the files of a run directory and return its path.
 
     Args:
         run_dir: A run directory as the Trainer writes it (``config.yaml``, ``history.csv``,
             ``metrics.json`` and optionally ``evaluation.json``, ``predictions.npz``,
             ``data.json``, ``model.txt``). Missing files leave their sections out.
+        extra: Sections a recipe adds, as (anchor, title, HTML body), after the evaluation.
+        specs: The metric specs a recipe declares besides its task's (``Recipe.metrics``).
 
     Returns:
         The path of the written ``report.html``.
@@ -54,7 +60,8 @@ def write_report(run_dir: str | os.PathLike) -> Path:
             names the file. An existing report is left untouched.
     """
     run = load_run(run_dir)
-    page = render_report(run)
+    run.recipe_specs = tuple(specs)
+    page = render_report(run, extra)
     path = run.run_dir / REPORT
     tmp = path.with_name(path.name + ".tmp")
     try:
@@ -65,12 +72,13 @@ def write_report(run_dir: str | os.PathLike) -> Path:
     return path
 
 
-def render_report(run: RunFiles) -> str:
-    """The report page of ``run`` as an HTML string."""
+def render_report(run: RunFiles, extra: list[tuple[str, str, str]] | None = None) -> str:
+    """The report page of ``run`` as an HTML string (``extra``: a recipe's own sections)."""
     sections = [
         ("results", "Results", _results(run)),
         ("curves", "Learning curves", _curves(run)),
         *_evaluation_sections(run),
+        *(extra or []),
         ("data", "Data", _data(run)),
         ("model", "Model", _model(run)),
         ("config", "Config", _config(run)),
@@ -197,6 +205,26 @@ def _evaluation_sections(run: RunFiles) -> list[tuple[str, str, str]]:
     return sections_for(run, split)
 
 
+def _data_notes(extras: dict) -> list[list[str]]:
+    """Rows for what loading changed: skipped image files, dropped rows, imputed values."""
+    rows = []
+    skipped = extras.get("skipped_files")
+    if isinstance(skipped, list) and skipped:
+        shown = ", ".join(map(str, skipped[:20])) + (" ..." if len(skipped) > 20 else "")
+        rows.append(["skipped files", esc(f"{len(skipped)}: {shown}")])
+    dropped = extras.get("dropped_rows")
+    if isinstance(dropped, dict) and dropped.get("count"):
+        lines = ", ".join(map(str, dropped.get("lines", [])[:20]))
+        text = f"{dropped['count']} with missing values (lines {lines})"
+        rows.append(["dropped rows", esc(text)])
+    imputer = extras.get("imputer")
+    if isinstance(imputer, dict):
+        filled, strategy = imputer.get("filled_total", 0), imputer.get("strategy")
+        text = f"{filled} missing values, with the {strategy} of the training split"
+        rows.append(["imputed", esc(text)])
+    return rows
+
+
 def _data(run: RunFiles) -> str:
     data = run.data
     if not data:
@@ -214,6 +242,7 @@ def _data(run: RunFiles) -> str:
         if key == "extras":  # tokenizers, series and dates for the task: named, not printed
             if isinstance(value, dict) and value:
                 rows.append(["extras", esc(", ".join(map(str, value)))])
+                rows += _data_notes(value)
             continue
         text = fmt_shape(value) if key == "input_shape" else fmt(value)
         if isinstance(value, (list, dict)) and key != "input_shape":

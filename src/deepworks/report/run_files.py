@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from deepworks.errors import CheckpointError
-from deepworks.evaluate.specs import MetricSpec
+from deepworks.evaluate.specs import MetricSpec, merge
 from deepworks.registry import TASKS
 from deepworks.rundir import DATA, RunDir
 from deepworks.train.specs import run_metrics
@@ -38,6 +38,7 @@ class RunFiles:
     manifest: dict[str, Any] | None = None
     task: str | None = None  # the run's task (run.json, else config.yaml's task.name)
     modified: dict[str, float] = field(default_factory=dict)  # file name -> mtime
+    recipe_specs: tuple[MetricSpec, ...] = ()  # the metrics a recipe declares besides its task's
 
     @property
     def dir(self) -> RunDir:
@@ -51,8 +52,9 @@ class RunFiles:
 
     @property
     def specs(self) -> tuple[MetricSpec, ...]:
-        """The metric specs of the run's task, the loop's and the callbacks'."""
-        return run_metrics(self.task if self.task in TASKS else self.task_type)
+        """The metric specs of the run's recipe, its task's, the loop's and the callbacks'."""
+        task = run_metrics(self.task if self.task in TASKS else self.task_type)
+        return merge(self.recipe_specs, task)
 
     @property
     def task_type(self) -> str | None:

@@ -59,6 +59,7 @@ from deepworks.data.bundle import DataBundle, Split, invert_scaler
 from deepworks.errors import ConfigError
 from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
+from deepworks.rundir import ROBUSTNESS
 from deepworks.tasks.classification import Classification
 from deepworks.utils import atomic_write_text
 
@@ -222,7 +223,7 @@ class AdversarialClassification(Classification):
             "clip": [self.clip_min, self.clip_max],
             "curve": curve,
         }
-        atomic_write_text(Path(run_dir) / "robustness.json", json.dumps(info, indent=1))
+        atomic_write_text(Path(run_dir) / ROBUSTNESS, json.dumps(info, indent=1))
 
 
 @register_task("adversarial_training")

@@ -219,6 +219,35 @@ def load_checkpoint(
     return tensors, state
 
 
+def checkpoint_info(path: str | Path) -> dict[str, Any]:
+    """Which point of training a checkpoint holds: ``{"checkpoint": "step-00000120", "step": 120,
+    "epoch": 5, "epoch_done": True}`` (``epoch`` counts from 0, as in ``history.csv``)."""
+    path = Path(path).resolve()
+    try:
+        info = json.loads((path / "state.json").read_text()).get("info") or {}
+    except (OSError, ValueError, AttributeError):
+        info = {}
+    step = info.get("step")
+    if step is None and path.name.startswith("step-"):
+        step = int(path.name.removeprefix("step-"))
+    return {"checkpoint": path.name, "step": step} | {
+        k: info[k] for k in ("epoch", "epoch_done") if k in info
+    }
+
+
+def describe_checkpoint(info: dict[str, Any], link: str = "") -> str:
+    """``best = step-00000120 (step 120, end of epoch 5)``: one line for command output."""
+    where = f"step {info.get('step')}"
+    if "epoch" in info:
+        where += (
+            f", end of epoch {info['epoch']}"
+            if info.get("epoch_done")
+            else (f", during epoch {info['epoch']}")
+        )
+    name = f"{link} = {info['checkpoint']}" if link else info["checkpoint"]
+    return f"{name} ({where})"
+
+
 def load_weights(path: str | Path, model: torch.nn.Module) -> None:
     """Load ``model.safetensors`` of a checkpoint into ``model`` (strict key and shape check)."""
     tensors, _ = load_checkpoint(path)

@@ -15,6 +15,13 @@ from torch.optim import Optimizer, lr_scheduler
 from deepworks.registry import register_scheduler
 
 
+def sized_by_run_length(scheduler):
+    """Mark a schedule whose shape depends on the run's total steps: a run resumed with another
+    length rebuilds it for the new one (see ``Trainer._resume_schedule``)."""
+    scheduler.sized_by_run_length = True
+    return scheduler
+
+
 @register_scheduler("step")
 def step(
     optimizer: Optimizer, steps_per_epoch: int, epochs: int, step_size: int = 10, gamma: float = 0.1
@@ -33,7 +40,8 @@ def exponential(optimizer: Optimizer, steps_per_epoch: int, epochs: int, gamma: 
 def cosine(optimizer: Optimizer, steps_per_epoch: int, epochs: int, eta_min: float = 0.0):
     """Cosine annealing from the initial LR to ``eta_min`` over the whole run."""
     total = max(1, steps_per_epoch * epochs)
-    return lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=eta_min), "step"
+    sched = lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=eta_min)
+    return sized_by_run_length(sched), "step"
 
 
 @register_scheduler("one_cycle")
@@ -59,7 +67,7 @@ def one_cycle(
         div_factor=div_factor,
         final_div_factor=final_div_factor,
     )
-    return sched, "step"
+    return sized_by_run_length(sched), "step"
 
 
 class WarmupThen:
@@ -100,7 +108,8 @@ def warmup(
     total = max(1, steps_per_epoch * epochs)
     n = warmup_steps if warmup_steps is not None else round(warmup_epochs * steps_per_epoch)
     fn = WarmupThen(max(1, n), total, after, start_factor, min_factor)
-    return lr_scheduler.LambdaLR(optimizer, fn), "step"
+    sched = lr_scheduler.LambdaLR(optimizer, fn)
+    return (sized_by_run_length(sched) if after != "constant" else sched), "step"
 
 
 class ReduceOnPlateau(lr_scheduler.ReduceLROnPlateau):

@@ -18,7 +18,9 @@ import math
 import signal
 import threading
 import time
+import warnings
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +56,17 @@ from deepworks.transfer import freeze_backbone, keep_frozen_norms_in_eval
 from deepworks.utils import resolve_device, seed_everything
 
 
+class StopReason(str, Enum):
+    """Why training ended before its epoch budget (``NONE``: it ran the budget)."""
+
+    NONE = ""
+    MAX_STEPS = "max_steps"
+    EARLY_STOPPING = "early_stopping"
+    NON_FINITE = "non_finite"
+    DIVERGED = "diverged"
+    CALLBACK = "callback"
+
+
 @dataclass
 class FitResult:
     """What ``Trainer.fit`` returns."""
@@ -64,8 +77,28 @@ class FitResult:
     epochs_run: int
     train_time_s: float
     samples_per_s: float
-    stop_reason: str = ""
+    stop_reason: str = ""  # the stop's message ("" when training ran its budget)
     best: dict[str, Any] = field(default_factory=dict)
+    stop: StopReason = StopReason.NONE
+
+
+@dataclass
+class _Loop:
+    """What one ``fit`` call's loop works with, fixed at set-up."""
+
+    train_loader: Any
+    step_model: nn.Module  # the model, or its torch.compile'd wrapper
+    augment: Any
+    channels_last: bool
+    interval: str | None  # when the schedule steps: "step", "epoch", "plateau" or never
+    manual: bool  # the task steps its own optimizers
+    scaler: torch.amp.GradScaler
+    check_every: int  # steps between host reads of the device-side finiteness check
+    save_every: int | None  # ModelCheckpoint.every_n_steps
+    mark: Any  # profiler regions, or a no-op
+    penalized: list[torch.Tensor]  # weights under the L1/L2 penalty
+    batch_end: list[Callback]  # callbacks that override on_batch_end
+    signals: _SignalGuard | None = None
 
 
 @dataclass
@@ -110,7 +143,9 @@ class Trainer:
         self.batches_per_epoch = 0
         self.total_steps = 0
         self.should_stop = False
-        self.stop_reason = ""
+        self.stop, self.stop_reason = StopReason.NONE, ""
+        self.history: list[dict[str, Any]] = []  # one row of logs per finished epoch
+        self.samples_seen, self.train_time = 0, 0.0
         self.model: nn.Module | None = None
         self.task: Task | None = None
         self.optimizer: torch.optim.Optimizer | None = None
@@ -181,6 +216,43 @@ class Trainer:
             resume: A checkpoint directory to continue from, exactly: weights, optimizer,
                 scheduler, generators, callbacks and the position within the epoch.
         """
+        loop = self._setup(model, data, task)
+        if resume is not None:
+            self._restore(resume)
+        for cb in self.callbacks:
+            cb.on_train_start(self)
+        loop.signals = _SignalGuard()
+        try:
+            while self.epoch < self.config.epochs and not self.should_stop:
+                if not self._train_epoch(loop):
+                    break  # non-finite or diverged: nothing of this epoch is logged or saved
+                self._end_epoch(loop, data)
+        except BaseException as exc:
+            for cb in self.callbacks:
+                cb.on_exception(self, exc)
+            raise
+        finally:
+            loop.signals.restore()
+        for cb in self.callbacks:
+            cb.on_train_end(self)
+        return FitResult(
+            model=self.model,
+            history=self.history,
+            metrics=self.history[-1] if self.history else {},
+            epochs_run=len(self.history),
+            train_time_s=self.train_time,
+            samples_per_s=self.samples_seen / self.train_time if self.train_time else 0.0,
+            stop_reason=self.stop_reason,
+            best=_best(self.callbacks),
+            stop=self.stop,
+        )
+
+    def request_stop(self, reason: StopReason, message: str) -> None:
+        """Stop after the current step (callbacks call this, e.g. early stopping)."""
+        self.should_stop, self.stop, self.stop_reason = True, StopReason(reason), message
+
+    def _setup(self, model: nn.Module, data: DataBundle, task: Task | str | dict) -> _Loop:
+        """Everything the loop needs: task, device and layout, optimizer, schedule, callbacks."""
         c = self.config
         seed_everything(self.seed, c.deterministic)
         self.task = self._build_task(task)
@@ -197,7 +269,6 @@ class Trainer:
             channels_last = conv and self.device.type in ("cpu", "cuda")
         if channels_last:
             self.model = self.model.to(memory_format=torch.channels_last)
-        step_model = torch.compile(self.model) if c.compile else self.model
         if c.tta != "none" and self.task.name == "detection":
             raise ConfigError("train.tta: flip is not supported for detection; use tta: none")
         augment = build_augment(c.augment, data.num_classes)
@@ -208,12 +279,12 @@ class Trainer:
 
         train_loader = self.loader(data.train, train=True)
         self.sampler = train_loader.sampler
-        self.batches_per_epoch = batches = len(train_loader)
-        steps_per_epoch = math.ceil(batches / c.accumulate)
+        self.batches_per_epoch = len(train_loader)
+        self.steps_per_epoch = math.ceil(self.batches_per_epoch / c.accumulate)
         self.optimizer, self.scheduler, interval = self.task.configure_optimizers(
-            self.model, c, steps_per_epoch
+            self.model, c, self.steps_per_epoch
         )
-        self.total_steps = steps_per_epoch * c.epochs
+        self.total_steps = self.steps_per_epoch * c.epochs
         if c.max_steps:
             self.total_steps = min(self.total_steps, c.max_steps)
         manual = self.task.manual_optimization
@@ -223,7 +294,6 @@ class Trainer:
                 "accumulate, l1, l2 and precision: fp16 from train"
             )
         self.callbacks = self._build_callbacks()
-        batch_end = [cb for cb in self.callbacks if _overrides(cb, "on_batch_end")]
         scaler = torch.amp.GradScaler(enabled=c.precision == "fp16" and self.device.type == "cuda")
         # the finiteness check: read every step on the CPU (free there), else kept on the device
         every = c.check_finite_every or (1 if self.device.type == "cpu" else c.log_every_n_steps)
@@ -231,145 +301,143 @@ class Trainer:
         deferred = deferred and not scaler.is_enabled() and skips_on_found_inf(self.optimizer)
         self.watch = FiniteWatch(self.device) if deferred else None
         saver = next((cb for cb in self.callbacks if isinstance(cb, ModelCheckpoint)), None)
-        save_every = saver.every_n_steps if saver is not None else None
         # named regions for the profiler (``--profile``); free no-ops otherwise
         profiling = any(getattr(cb, "profiles", False) for cb in self.callbacks)
-        mark = torch.profiler.record_function if profiling else _no_region
-        penalized = self._penalty_params() if (c.l1 or c.l2) else []
-        history: list[dict[str, Any]] = []
-        samples, t_train = 0, 0.0
-        self.should_stop, self.stop_reason = False, ""
+        # the whole run's history and training time (restored on resume)
+        self.history = []
+        self.samples_seen, self.train_time = 0, 0.0
+        self.should_stop, self.stop, self.stop_reason = False, StopReason.NONE, ""
         self.epoch = self.global_step = self.batch_in_epoch = 0
         self._running = self._fresh_running()
-        if resume is not None:
-            self._restore(resume)
-
-        for cb in self.callbacks:
-            cb.on_train_start(self)
-        signals = _SignalGuard()
-        try:
-            while self.epoch < c.epochs and not self.should_stop:
-                for cb in self.callbacks:
-                    cb.on_epoch_start(self)
-                if self.batch_in_epoch == 0:
-                    self.task.start_epoch()
-                self.model.train()
-                keep_frozen_norms_in_eval(self.model)
-                t0 = time.perf_counter()
-                running, stats, seen, counted = self._running
-                for i, (x, y) in enumerate(train_loader, start=self.batch_in_epoch):
-                    self.batch_in_epoch = i + 1
-                    x = x.to(self.device, non_blocking=True)
-                    y = y.to(self.device, non_blocking=True)
-                    if augment is not None:
-                        x, y = augment(x, y)
-                    if channels_last and x.ndim == 4:
-                        x = x.contiguous(memory_format=torch.channels_last)
-                    try:
-                        with self.autocast(), mark("deepworks.forward"):
-                            loss, outputs = self.task.training_step(step_model, x, y)
-                    except Diverged as exc:
-                        self._diverged(str(exc))
-                        break
-                    if not manual:
-                        if penalized:
-                            loss = loss + self._penalty(penalized)
-                        if self.watch is not None:
-                            self.watch.note(loss, self.global_step + 1)
-                        elif not self._finite(loss, "loss"):
-                            if c.on_nonfinite == "skip_batch":
-                                self.optimizer.zero_grad(set_to_none=True)
-                                continue
-                            break
-                        with mark("deepworks.backward"):
-                            scaled = loss / c.accumulate if c.accumulate > 1 else loss
-                            scaler.scale(scaled).backward()
-                    running += loss.detach()
-                    s = self.task.batch_stats(outputs.detach(), y)
-                    if s is not None:
-                        stats = s if stats is None else stats + s
-                    seen += len(y)
-                    counted += 1
-                    if (i + 1) % c.accumulate and i + 1 < batches:
-                        continue
-                    if not manual:  # manual tasks stepped their optimizers in training_step
-                        with mark("deepworks.optimizer"):
-                            stepped = self._optimizer_step(scaler)
-                        if not stepped:
-                            if c.on_nonfinite == "skip_batch":
-                                continue
-                            break
-                    if interval == "step":
-                        self.scheduler.step()
-                    self.global_step += 1
-                    self._running = (running, stats, seen, counted)
-                    if (
-                        self.watch is not None
-                        and (
-                            self.global_step % every == 0
-                            or (save_every and self.global_step % save_every == 0)
-                            or signals.caught is not None
-                        )
-                        and self._read_watch()
-                    ):
-                        break
-                    for cb in batch_end:
-                        cb.on_batch_end(self, loss.detach())
-                    if signals.caught is not None:
-                        self._interrupted(signals.caught)
-                    if c.max_steps and self.global_step >= c.max_steps:
-                        self.should_stop = True
-                        self.stop_reason = f"max_steps={c.max_steps} reached"
-                        break
-                if self.watch is not None and not self.stop_reason.startswith("non-finite"):
-                    self._read_watch()
-                if self.stop_reason.startswith(("non-finite", "diverged")):
-                    break  # nothing of this epoch is logged or checkpointed
-                if self.device.type == "cuda":  # the queued steps belong to this epoch's time
-                    torch.cuda.synchronize(self.device)
-                t_train += time.perf_counter() - t0
-                samples += seen
-                logs = self._epoch_logs(running, stats, seen, counted)
-                if data.val is not None and len(data.val):
-                    for cb in self.callbacks:
-                        cb.on_validation_start(self)
-                    val = self.evaluate(self.model, data.val, full=c.val_metrics == "full")
-                    logs |= {f"val/{k}": v for k, v in val.metrics.items()}
-                    for cb in self.callbacks:
-                        cb.on_validation_end(self, logs)
-                if interval == "epoch":
-                    self.scheduler.step()
-                elif interval == "plateau":
-                    monitor = getattr(self.scheduler, "monitor", "val/loss")
-                    if monitor not in logs:
-                        raise ConfigError(f"train.scheduler.monitor: {monitor!r} is not logged")
-                    self.scheduler.step(logs[monitor])
-                logs["time"] = round(t_train, 4)
-                self.batch_in_epoch = batches  # the checkpoint below resumes at the next epoch
-                for cb in self.callbacks:
-                    cb.on_epoch_end(self, logs)
-                history.append(logs)
-                self.epoch += 1
-                self.batch_in_epoch = 0
-                self._running = self._fresh_running()
-        except BaseException as exc:
-            for cb in self.callbacks:
-                cb.on_exception(self, exc)
-            raise
-        finally:
-            signals.restore()
-        for cb in self.callbacks:
-            cb.on_train_end(self)
-        return FitResult(
-            model=self.model,
-            history=history,
-            metrics=history[-1] if history else {},
-            epochs_run=len(history),
-            train_time_s=t_train,
-            samples_per_s=samples / t_train if t_train else 0.0,
-            stop_reason=self.stop_reason,
-            best=_best(self.callbacks),
+        return _Loop(
+            train_loader=train_loader,
+            step_model=torch.compile(self.model) if c.compile else self.model,
+            augment=augment,
+            channels_last=channels_last,
+            interval=interval,
+            manual=manual,
+            scaler=scaler,
+            check_every=every,
+            save_every=saver.every_n_steps if saver is not None else None,
+            mark=torch.profiler.record_function if profiling else _no_region,
+            penalized=self._penalty_params() if (c.l1 or c.l2) else [],
+            batch_end=[cb for cb in self.callbacks if _overrides(cb, "on_batch_end")],
         )
+
+    def _train_epoch(self, loop: _Loop) -> bool:
+        """One pass over the training batches (from the resumed position); False if a non-finite
+        value or a diverging task stopped it."""
+        for cb in self.callbacks:
+            cb.on_epoch_start(self)
+        if self.batch_in_epoch == 0:
+            self.task.start_epoch()
+        self.model.train()
+        keep_frozen_norms_in_eval(self.model)
+        t0 = time.perf_counter()
+        for i, (x, y) in enumerate(loop.train_loader, start=self.batch_in_epoch):
+            self.batch_in_epoch = i + 1
+            if not self._train_batch(loop, x, y):
+                break
+        if self.watch is not None and self.stop is not StopReason.NON_FINITE:
+            self._read_watch()
+        if self.stop in (StopReason.NON_FINITE, StopReason.DIVERGED):
+            return False
+        if self.device.type == "cuda":  # the queued steps belong to this epoch's time
+            torch.cuda.synchronize(self.device)
+        self.train_time += time.perf_counter() - t0
+        return True
+
+    def _train_batch(self, loop: _Loop, x: torch.Tensor, y: torch.Tensor) -> bool:
+        """Forward and backward one batch, and the optimization step when it completes an
+        accumulation; False when the epoch must end here."""
+        c = self.config
+        x = x.to(self.device, non_blocking=True)
+        y = y.to(self.device, non_blocking=True)
+        if loop.augment is not None:
+            x, y = loop.augment(x, y)
+        if loop.channels_last and x.ndim == 4:
+            x = x.contiguous(memory_format=torch.channels_last)
+        try:
+            with self.autocast(), loop.mark("deepworks.forward"):
+                loss, outputs = self.task.training_step(loop.step_model, x, y)
+        except Diverged as exc:
+            self._diverged(str(exc))
+            return False
+        if not loop.manual:
+            if loop.penalized:
+                loss = loss + self._penalty(loop.penalized)
+            if self.watch is not None:
+                self.watch.note(loss, self.global_step + 1)
+            elif not self._finite(loss, "loss"):
+                if c.on_nonfinite == "skip_batch":
+                    self.optimizer.zero_grad(set_to_none=True)
+                    return True
+                return False
+            with loop.mark("deepworks.backward"):
+                scaled = loss / c.accumulate if c.accumulate > 1 else loss
+                loop.scaler.scale(scaled).backward()
+        running, stats, seen, counted = self._running
+        s = self.task.batch_stats(outputs.detach(), y)
+        if s is not None:
+            stats = s if stats is None else stats + s
+        self._running = (running + loss.detach(), stats, seen + len(y), counted + 1)
+        if self.batch_in_epoch % c.accumulate and self.batch_in_epoch < self.batches_per_epoch:
+            return True
+        if not loop.manual:  # manual tasks stepped their optimizers in training_step
+            with loop.mark("deepworks.optimizer"):
+                stepped = self._optimizer_step(loop.scaler)
+            if not stepped:
+                return c.on_nonfinite == "skip_batch"
+        return self._after_step(loop, loss)
+
+    def _after_step(self, loop: _Loop, loss: torch.Tensor) -> bool:
+        """Count the step, advance a per-step schedule, run batch-end callbacks, honour signals
+        and ``max_steps``; False when the epoch must end here."""
+        c = self.config
+        if loop.interval == "step":
+            self.scheduler.step()
+        self.global_step += 1
+        if self.watch is not None:
+            due = self.global_step % loop.check_every == 0
+            due = due or (loop.save_every and self.global_step % loop.save_every == 0)
+            if (due or loop.signals.caught is not None) and self._read_watch():
+                return False
+        for cb in loop.batch_end:
+            cb.on_batch_end(self, loss.detach())
+        if loop.signals.caught is not None:
+            self._interrupted(loop.signals.caught)
+        if c.max_steps and self.global_step >= c.max_steps:
+            self.request_stop(StopReason.MAX_STEPS, f"max_steps={c.max_steps} reached")
+            return False
+        return True
+
+    def _end_epoch(self, loop: _Loop, data: DataBundle) -> None:
+        """Log the epoch, validate, step per-epoch schedules and run the epoch-end callbacks
+        (which write history and checkpoints)."""
+        logs = self._epoch_logs(*self._running)
+        self.samples_seen += self._running[2]
+        if data.val is not None and len(data.val):
+            for cb in self.callbacks:
+                cb.on_validation_start(self)
+            val = self.evaluate(self.model, data.val, full=self.config.val_metrics == "full")
+            logs |= {f"val/{k}": v for k, v in val.metrics.items()}
+            for cb in self.callbacks:
+                cb.on_validation_end(self, logs)
+        if loop.interval == "epoch":
+            self.scheduler.step()
+        elif loop.interval == "plateau":
+            monitor = getattr(self.scheduler, "monitor", "val/loss")
+            if monitor not in logs:
+                raise ConfigError(f"train.scheduler.monitor: {monitor!r} is not logged")
+            self.scheduler.step(logs[monitor])
+        logs["time"] = round(self.train_time, 4)
+        self.batch_in_epoch = self.batches_per_epoch  # a checkpoint now resumes at the next epoch
+        self.history.append(logs)  # callbacks complete the row (lr, ...) in place
+        for cb in self.callbacks:
+            cb.on_epoch_end(self, logs)
+        self.epoch += 1
+        self.batch_in_epoch = 0
+        self._running = self._fresh_running()
 
     def _check_soft_labels(self) -> None:
         loss = self.config.loss.name or self.task.losses[0]
@@ -434,7 +502,7 @@ class Trainer:
             raise NonFiniteError(message)
         self.optimizer.zero_grad(set_to_none=True)
         if c.on_nonfinite == "stop":
-            self.should_stop, self.stop_reason = True, message
+            self.request_stop(StopReason.NON_FINITE, message)
 
     def _diverged(self, what: str) -> None:
         """The task found training beyond repair: stop (or raise, per ``on_nonfinite``) with a
@@ -449,7 +517,7 @@ class Trainer:
         if self.config.on_nonfinite == "raise":
             raise NonFiniteError(message)
         self.optimizer.zero_grad(set_to_none=True)
-        self.should_stop, self.stop_reason = True, message
+        self.request_stop(StopReason.DIVERGED, message)
 
     def _interrupted(self, signum: int) -> None:
         """A signal arrived: the step is done; write a checkpoint and stop with exit code 3."""
@@ -531,12 +599,20 @@ class Trainer:
         return EvalResult(metrics, details, preds)
 
     def validate(self, model: nn.Module, data: DataBundle, task: Task | str | None = None):
-        return self._eval_split(model, data, "val", task)
+        return self.evaluate_split(model, data, "val", task)
 
     def test(self, model: nn.Module, data: DataBundle, task: Task | str | None = None):
-        return self._eval_split(model, data, "test", task)
+        return self.evaluate_split(model, data, "test", task)
 
-    def _eval_split(self, model, data, name, task) -> EvalResult:
+    def evaluate_split(
+        self,
+        model: nn.Module,
+        data: DataBundle,
+        name: str,
+        task: Task | str | None = None,
+    ) -> EvalResult:
+        """Metrics (``<name>/accuracy``, ...), details and predictions of ``model`` on the split
+        ``name`` ("train", "val" or "test") of ``data``; ``task`` defaults to the fitted one."""
         split = getattr(data, name)
         if split is None or not len(split):
             raise DeepworksError(f"data.split.{name}: the dataset has no {name} split; set one")
@@ -568,6 +644,7 @@ class Trainer:
             "batch_in_epoch": 0 if done else self.batch_in_epoch,
             "global_step": self.global_step,
             "should_stop": self.should_stop,
+            "stop": self.stop.value,
             "stop_reason": self.stop_reason,
             "running": None if done else [running, stats, seen, counted],
             "optimizer": self.optimizer.state_dict(),
@@ -576,12 +653,18 @@ class Trainer:
             "rng": get_rng_state(),
             "task": self.task.state(),
             "task_carry": self.task.carry_state(),
+            "history": self.history,
+            "samples_seen": self.samples_seen,
+            "train_time": self.train_time,
             "callbacks": {k: cb.state_dict() for k, cb in _callback_keys(self.callbacks).items()},
             "train_config": self.config.model_dump(mode="json"),
         }
         skeleton, tensors = split_tensors(state, "state")
+        info = {"step": self.global_step, "epoch": self.epoch, "epoch_done": done}
         return save_checkpoint(
-            path, {"model": self.model.state_dict(), "state": tensors}, {"state": skeleton}
+            path,
+            {"model": self.model.state_dict(), "state": tensors},
+            {"info": info, "state": skeleton},
         )
 
     def _restore(self, path: str | Path) -> None:
@@ -592,8 +675,6 @@ class Trainer:
             self.model.load_state_dict(tensors["model"])
             self.optimizer.load_state_dict(state["optimizer"])
             _match_param_layout(self.optimizer)
-            if self.scheduler is not None and state["scheduler"] is not None:
-                self.scheduler.load_state_dict(state["scheduler"])
         except (KeyError, RuntimeError, ValueError) as exc:
             raise CheckpointError(
                 f"{path}: does not fit this model/optimizer ({str(exc).splitlines()[0]})"
@@ -605,7 +686,12 @@ class Trainer:
         self.epoch, self.global_step = state["epoch"], state["global_step"]
         self.batch_in_epoch = state["batch_in_epoch"]
         self.should_stop, self.stop_reason = state["should_stop"], state["stop_reason"]
+        self.stop = StopReason(state.get("stop", ""))
+        self._resume_schedule(state)
         self.task.load_state(state["task"])
+        self.history = list(state.get("history", []))
+        self.samples_seen = state.get("samples_seen", 0)
+        self.train_time = state.get("train_time", 0.0)
         carry = state.get("task_carry") or {}
         self.task.load_carry_state({k: v.to(self.device) for k, v in carry.items()})
         start = self.batch_in_epoch * self.config.batch_size
@@ -614,6 +700,51 @@ class Trainer:
             loss, stats, seen, counted = state["running"]
             self._running = (loss.to(self.device), _to(stats, self.device), seen, counted)
         set_rng_state(state["rng"])
+
+
+    def _resume_schedule(self, state: dict[str, Any]) -> None:
+        """Restore the LR schedule, or, when the run is resumed with another length
+        (``--set train.epochs=80``), fit it to the new length.
+
+        Schedules that do not depend on the run's length (step, exponential, plateau, constant
+        after warm-up) continue as saved. Those sized by it (one-cycle, cosine, warm-up then
+        cosine/linear decay) are rebuilt for the new length and positioned at the resumed step:
+        the rate from there on is the new schedule's. A length shorter than what was already
+        trained is refused.
+        """
+        c = self.config
+        saved = state.get("train_config") or {}
+        old = (saved.get("epochs", c.epochs), saved.get("max_steps", c.max_steps))
+        if old != (c.epochs, c.max_steps):
+            done = state["epoch"]
+            if c.epochs < done or (c.max_steps is not None and c.max_steps < self.global_step):
+                raise ConfigError(
+                    f"train.epochs={c.epochs}, train.max_steps={c.max_steps}: the run already "
+                    f"trained {done} epoch(s) ({self.global_step} steps); to train longer give "
+                    f"more than that, e.g. --set train.epochs={max(done, old[0]) * 2}"
+                )
+            if self.stop is StopReason.MAX_STEPS:  # the old budget ended it; the new one goes on
+                self.should_stop, self.stop, self.stop_reason = False, StopReason.NONE, ""
+        if self.scheduler is None or state["scheduler"] is None:
+            return
+        if old == (c.epochs, c.max_steps) or not getattr(
+            self.scheduler, "sized_by_run_length", False
+        ):
+            self.scheduler.load_state_dict(state["scheduler"])
+            return
+        # the fresh scheduler is built for the new length: replay it to the resumed step
+        for group in self.optimizer.param_groups:
+            group["lr"] = group.get("initial_lr", group["lr"])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # "scheduler.step() before optimizer.step()"
+            for _ in range(self.global_step):
+                self.scheduler.step()
+        warnings.warn(
+            f"train.scheduler {c.scheduler.name} is sized by the run's length: rebuilt for "
+            f"{self.total_steps} steps and continued at step {self.global_step} "
+            f"(lr {self.optimizer.param_groups[0]['lr']:.3g})",
+            stacklevel=2,
+        )
 
 
 class NonFiniteError(DeepworksError):
@@ -668,11 +799,16 @@ def _match_param_layout(optimizer: torch.optim.Optimizer) -> None:
     are NHWC. A fused or foreach optimizer walks a parameter and its moments as flat memory, so
     moments in another layout would be updated against the wrong elements.
     """
+    inner = getattr(optimizer, "optimizers", None)  # an OptimizerSet: each of its optimizers
+    if inner is not None:
+        for opt in inner.values():
+            _match_param_layout(opt)
+        return
     for p, state in optimizer.state.items():
         for key, value in state.items():
-            if isinstance(value, torch.Tensor) and value.shape == p.shape:
-                if value.stride() != p.stride():
-                    state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
+            is_moment = isinstance(value, torch.Tensor) and value.shape == p.shape
+            if is_moment and value.stride() != p.stride():
+                state[key] = torch.empty_like(p, dtype=value.dtype).copy_(value)
 
 
 def _no_region(name: str) -> contextlib.nullcontext:

@@ -56,10 +56,10 @@ class EarlyStopping(Callback):
         else:
             self.wait += 1
             if self.wait >= self.patience:
-                trainer.should_stop = True
-                trainer.stop_reason = (
+                trainer.request_stop(
+                    "early_stopping",
                     f"early stopping: {self.monitor} did not improve for {self.patience} epochs "
-                    f"(best {self.best:.4g} at epoch {self.best_epoch})"
+                    f"(best {self.best:.4g} at epoch {self.best_epoch})",
                 )
 
     def on_train_end(self, trainer) -> None:
@@ -67,7 +67,11 @@ class EarlyStopping(Callback):
             trainer.model.load_state_dict(self.best_weights)
 
     def state_dict(self) -> dict[str, Any]:
-        return {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        state = {"best": self.best, "best_epoch": self.best_epoch, "wait": self.wait}
+        if self.best_weights is not None:  # so a resumed run restores the same weights
+            state["best_weights"] = self.best_weights
+        return state
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.best, self.best_epoch, self.wait = state["best"], state["best_epoch"], state["wait"]
+        self.best_weights = state.get("best_weights")

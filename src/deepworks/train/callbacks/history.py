@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import csv
-import io
-import json
 from pathlib import Path
 from typing import Any
 
 from deepworks.registry import register_callback
+from deepworks.rundir import HISTORY, RunDir
 from deepworks.train.callbacks.base import Callback
-from deepworks.utils import atomic_write_text
 
 
 @register_callback("history")
@@ -24,7 +21,7 @@ class HistoryLogger(Callback):
 
     order = 40  # after callbacks that add to the logs, before checkpoints save its rows
 
-    def __init__(self, filename: str = "history"):
+    def __init__(self, filename: str = HISTORY):
         self.filename = filename
         self.rows: list[dict[str, Any]] = []
 
@@ -34,15 +31,7 @@ class HistoryLogger(Callback):
             self.write(Path(trainer.run_dir))
 
     def write(self, run_dir: Path) -> None:
-        columns: list[str] = []
-        for row in self.rows:
-            columns += [k for k in row if k not in columns]
-        buf = io.StringIO()
-        writer = csv.DictWriter(buf, fieldnames=columns, lineterminator="\n")
-        writer.writeheader()
-        writer.writerows(self.rows)
-        atomic_write_text(run_dir / f"{self.filename}.csv", buf.getvalue())
-        atomic_write_text(run_dir / f"{self.filename}.json", json.dumps(self.rows, indent=1))
+        RunDir(run_dir).write_history(self.rows, stem=self.filename)
 
     def state_dict(self) -> dict[str, Any]:
         return {"rows": self.rows}

@@ -27,10 +27,21 @@ class LRMonitor(Callback):
 
     def __init__(self, log_momentum: bool = False):
         self.log_momentum = log_momentum
+        self.groups: list[dict[str, Any]] = []
 
     def on_epoch_start(self, trainer) -> None:
-        # the LR the epoch trains with; epoch schedulers step before on_epoch_end
-        self.groups = [dict(g, params=None) for g in trainer.optimizer.param_groups]
+        # the LR the epoch trains with; epoch schedulers step before on_epoch_end. An epoch
+        # resumed mid-way keeps the rate it started with (restored by load_state_dict).
+        if trainer.batch_in_epoch > 0 and self.groups:
+            return
+        keys = ("lr", "momentum", "betas")
+        self.groups = [{k: g[k] for k in keys if k in g} for g in trainer.optimizer.param_groups]
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"groups": self.groups}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.groups = [dict(g) for g in state.get("groups", [])]
 
     def on_epoch_end(self, trainer, logs: dict[str, Any]) -> None:
         groups = self.groups
