@@ -25,6 +25,7 @@ from deepworks.config import LossConfig, TrainConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError, DeepworksError
 from deepworks.evaluate.specs import MetricSpec, check_specs, resolve, split_name
+from deepworks.optim import backbone_param_groups, param_groups
 from deepworks.registry import LOSSES, OPTIMIZERS, SCHEDULERS
 
 
@@ -146,14 +147,15 @@ class Task:
     def configure_optimizers(
         self, model: nn.Module, train: TrainConfig, steps_per_epoch: int
     ) -> tuple[torch.optim.Optimizer, Any, str | None]:
-        """(optimizer, scheduler or None, scheduler interval: "step" / "epoch" / "plateau")."""
-        from deepworks.train.optimizers import param_groups  # train imports tasks
+        """(optimizer, scheduler or None, scheduler interval: "step" / "epoch" / "plateau").
 
+        The optimizer and the schedule are the ones the config names (``OPTIMIZERS``,
+        ``SCHEDULERS``: :mod:`deepworks.train.optimizers`, :mod:`deepworks.train.schedulers`),
+        over the parameter groups of :mod:`deepworks.optim`.
+        """
         opt = train.optimizer
         if train.backbone_lr is not None or train.freeze_backbone:
-            from deepworks.transfer import param_groups as transfer_groups
-
-            groups = transfer_groups(model, opt.lr, opt.weight_decay, train.backbone_lr)
+            groups = backbone_param_groups(model, opt.lr, opt.weight_decay, train.backbone_lr)
         else:
             groups = param_groups(model, opt.weight_decay)
         optimizer = OPTIMIZERS.build(

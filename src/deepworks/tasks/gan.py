@@ -53,10 +53,9 @@ from deepworks.data.bundle import DataBundle
 from deepworks.errors import ConfigError
 from deepworks.evaluate.generative import SAMPLE_QUALITY_METRICS
 from deepworks.evaluate.specs import MetricSpec
-from deepworks.registry import register_task
+from deepworks.optim import OptimizerSet
+from deepworks.registry import CALLBACKS, register_task
 from deepworks.tasks.base import Diverged, Task
-from deepworks.train.callbacks.base import Callback
-from deepworks.train.optimizers import OptimizerSet
 
 #: Columns of the per-step statistics vector (``training_step``'s outputs).
 STATS = ("d_loss", "loss", "g_loss", "g_steps", "d_real", "d_fake", "wasserstein", "gp", "steps")
@@ -245,8 +244,9 @@ class GANTask(Task):
         self.steps = int(state.get("steps", 0))
         self.saturated = int(state.get("saturated", 0))
 
-    def callbacks(self) -> list[Callback]:
-        return [SampleGrid()]
+    def callbacks(self) -> list:
+        """The ``sample_grid`` callback: samples of the same noise after every epoch."""
+        return [CALLBACKS.build("sample_grid", {"seed": SAMPLE_SEED})]
 
     # --- the step ---------------------------------------------------------------------------
     def noise_std(self) -> float:
@@ -431,26 +431,3 @@ class GANTask(Task):
             labels=labels.numpy(),
             interpolation=lerp.float().cpu().numpy(),
         )
-
-
-class SampleGrid(Callback):
-    """Saves samples of the same fixed noise after every epoch to ``samples/epoch-XXX.npy``
-    (float16), so the report can show how the generator's output sharpens over training."""
-
-    def __init__(self, n: int = 20):
-        self.n = n
-
-    def on_epoch_end(self, trainer, logs) -> None:
-        if trainer.run_dir is None:
-            return
-        model = trainer.model
-        g = torch.Generator().manual_seed(SAMPLE_SEED)  # the same z every epoch
-        k = (trainer.task.data_info or {}).get("num_classes") or 1
-        y = torch.arange(self.n) % k if getattr(model, "conditional", False) else None
-        was_training = model.training
-        model.eval()
-        samples = model.sample(self.n, y, generator=g)
-        model.train(was_training)
-        out = trainer.run_dir / "samples"
-        out.mkdir(parents=True, exist_ok=True)
-        np.save(out / f"epoch-{trainer.epoch:03d}.npy", samples.cpu().numpy().astype(np.float16))

@@ -1,7 +1,8 @@
 """Optimizers by name, built on ``torch.optim``.
 
-Weight decay is applied to weights only, not to biases and normalization parameters (the usual
-practice: decaying a bias or a norm scale does not regularize).
+Each takes the parameter groups a task made (:mod:`deepworks.optim`: weight decay on weights
+only, the backbone at its own learning rate), so ``weight_decay`` here is the default of groups
+that do not set their own.
 """
 
 from __future__ import annotations
@@ -9,24 +10,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 
 import torch
-from torch import nn
 
+from deepworks.optim import OptimizerSet, param_groups  # noqa: F401  (their former home)
 from deepworks.registry import register_optimizer
-
-
-def param_groups(model: nn.Module, weight_decay: float) -> list[dict]:
-    """Split trainable parameters into a decayed group (ndim >= 2) and a non-decayed one (one
-    group when there is no decay: fewer groups, a cheaper step)."""
-    if not weight_decay:
-        return [{"params": [p for p in model.parameters() if p.requires_grad], "weight_decay": 0.0}]
-    decay, no_decay = [], []
-    for p in model.parameters():
-        if p.requires_grad:
-            (decay if p.ndim >= 2 else no_decay).append(p)
-    groups = [{"params": decay, "weight_decay": weight_decay}]
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
 
 
 def _fast(params: Iterable) -> dict:
@@ -34,44 +20,6 @@ def _fast(params: Iterable) -> dict:
     first = next((p for g in params for p in g["params"]), None)
     fusable = first is not None and first.device.type in ("cuda", "cpu")
     return {"fused": True} if fusable and first.is_floating_point() else {}
-
-
-class OptimizerSet:
-    """Several named optimizers behind one optimizer's interface, for tasks with more than one
-    set of parameters to step (a GAN's generator and discriminator): the Trainer checkpoints and
-    restores them together and the LR monitor sees all their groups.
-
-    Example:
-        >>> opts = OptimizerSet(generator=g_opt, discriminator=d_opt)
-        >>> opts["generator"].step()
-    """
-
-    def __init__(self, **optimizers: torch.optim.Optimizer):
-        self.optimizers = optimizers
-
-    def __getitem__(self, name: str) -> torch.optim.Optimizer:
-        return self.optimizers[name]
-
-    @property
-    def param_groups(self) -> list[dict]:
-        return [g for opt in self.optimizers.values() for g in opt.param_groups]
-
-    def zero_grad(self, set_to_none: bool = True) -> None:
-        for opt in self.optimizers.values():
-            opt.zero_grad(set_to_none=set_to_none)
-
-    def step(self) -> None:
-        for opt in self.optimizers.values():
-            opt.step()
-
-    def state_dict(self) -> dict:
-        return {name: opt.state_dict() for name, opt in self.optimizers.items()}
-
-    def load_state_dict(self, state: dict) -> None:
-        if set(state) != set(self.optimizers):
-            raise KeyError(f"optimizers {sorted(state)} saved, {sorted(self.optimizers)} expected")
-        for name, opt in self.optimizers.items():
-            opt.load_state_dict(state[name])
 
 
 @register_optimizer("sgd")

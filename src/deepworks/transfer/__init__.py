@@ -7,7 +7,7 @@ is everything else, for every architecture:
   (the head is left fresh: the new label set may differ);
 - ``train.freeze_backbone: true`` trains the head only (feature extraction);
 - ``train.backbone_lr: 1e-4`` fine-tunes the backbone with its own, smaller learning rate
-  (discriminative learning rates);
+  (discriminative learning rates; the optimizer's groups: :mod:`deepworks.optim`);
 - the ``gradual_unfreeze`` callback unfreezes the backbone's layer groups one by one, from the
   top down, as training goes on (ULMFiT).
 """
@@ -19,20 +19,17 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from deepworks.errors import CheckpointError, ConfigError
+from deepworks.errors import CheckpointError
+from deepworks.optim import backbone_param_groups, split_parameters
 
-
-def split_parameters(model: nn.Module) -> tuple[list[nn.Parameter], list[nn.Parameter]]:
-    """(backbone parameters, head parameters) of a model with a ``head`` module."""
-    head = getattr(model, "head", None)
-    if not isinstance(head, nn.Module):
-        raise ConfigError(
-            f"{type(model).__name__} has no `head` module, so its backbone is not defined; "
-            "transfer learning needs a model with the shared interface"
-        )
-    head_ids = {id(p) for p in head.parameters()}
-    backbone = [p for p in model.parameters() if id(p) not in head_ids]
-    return backbone, list(head.parameters())
+__all__ = [
+    "backbone_modules",
+    "backbone_param_groups",
+    "freeze_backbone",
+    "keep_frozen_norms_in_eval",
+    "load_backbone",
+    "split_parameters",
+]
 
 
 def backbone_modules(model: nn.Module) -> list[nn.Module]:
@@ -87,20 +84,3 @@ def load_backbone(model: nn.Module, source: str | Path) -> list[str]:
         for k, v in loaded.items():
             own[k].copy_(v)
     return sorted(loaded)
-
-
-def param_groups(
-    model: nn.Module, lr: float, weight_decay: float, backbone_lr: float | None
-) -> list[dict]:
-    """Optimizer groups with the backbone at ``backbone_lr`` and the head at ``lr``; weight decay
-    on weights (ndim >= 2) only."""
-    backbone, head = split_parameters(model)
-    groups = []
-    for params, group_lr in ((backbone, backbone_lr or lr), (head, lr)):
-        decay = [p for p in params if p.ndim >= 2]
-        rest = [p for p in params if p.ndim < 2]
-        if decay:
-            groups.append({"params": decay, "lr": group_lr, "weight_decay": weight_decay})
-        if rest:
-            groups.append({"params": rest, "lr": group_lr, "weight_decay": 0.0})
-    return groups

@@ -9,6 +9,7 @@ from deepworks.train.callbacks.lr_monitor import LRMonitor
 from deepworks.train.callbacks.model_checkpoint import ModelCheckpoint
 from deepworks.train.callbacks.profiler import Profiler
 from deepworks.train.callbacks.progress import ProgressBar
+from deepworks.train.callbacks.sample_grid import SampleGrid
 
 __all__ = [
     "Callback",
@@ -20,4 +21,5 @@ __all__ = [
     "ModelCheckpoint",
     "ProgressBar",
     "Profiler",
+    "SampleGrid",
 ]
