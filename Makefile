@@ -4,7 +4,7 @@ VENV    := .venv
 BIN     := $(VENV)/bin
 STAMP   := $(VENV)/.installed
 
-.PHONY: demo test test-all bench lint format clean
+.PHONY: demo test test-all bench lint format clean docs docs-serve
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -25,6 +25,7 @@ WORKERS ?= 2
 test: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)
 	OMP_NUM_THREADS=1 $(BIN)/pytest -x -q -m "not slow" -n $(WORKERS) --dist loadfile
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -q -d build/site
 
 test-all: $(STAMP)
 	OMP_NUM_THREADS=1 $(BIN)/pytest -x -q -n $(WORKERS) --dist loadfile
@@ -35,6 +36,13 @@ bench: $(STAMP)
 	$(BIN)/python bench/time_to_accuracy.py
 	$(BIN)/python bench/attacks.py
 	$(BIN)/python bench/gpu.py
+
+# The documentation site (docs/, mkdocs.yml); its reference pages are generated from the code
+docs: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict -d build/site
+
+docs-serve: $(STAMP)
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs serve
 
 lint: $(STAMP)
 	$(BIN)/ruff check src tests $(wildcard bench)

@@ -359,8 +359,9 @@ def schema_options(model: type[BaseModel]) -> list[Option]:
     for name, field in model.model_fields.items():
         value = field.default_factory() if field.default_factory is not None else field.default
         default = SECTION_DEFAULT if isinstance(value, BaseModel) else format_default(value)
-        meaning = field.description or comments.get(name) or attributes.get(name, "")
-        rows.append(Option(name, describe_type(field.annotation), default, _plain_text(meaning)))
+        meaning = _plain_text(field.description or comments.get(name) or attributes.get(name, ""))
+        meaning = meaning[:1].upper() + meaning[1:]  # a comment may start in lower case
+        rows.append(Option(name, describe_type(field.annotation), default, meaning))
     return rows
 
 
