@@ -54,6 +54,16 @@ def test_every_option_has_a_meaning(kind, name):
     assert all(o.type for o in doc.options), [o for o in doc.options if not o.type]
 
 
+EVERY = [(kind, name) for kind, registry in REGISTRIES.items() for name in registry.names()]
+
+
+@pytest.mark.parametrize(("kind", "name"), EVERY, ids=[f"{k}:{n}" for k, n in EVERY])
+def test_every_component_can_be_described(kind, name):
+    doc = component(kind, name)
+    assert doc.summary, f"{kind} {name!r} has no one-line docstring"
+    assert all(o.name and o.default for o in doc.options)
+
+
 def test_every_config_field_has_a_meaning():
     from deepworks.options import nested_models
 
