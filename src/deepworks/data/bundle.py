@@ -41,6 +41,10 @@ class RawData:
         feature_names: Names of the input columns (tabular data only).
         is_image: Whether x holds images of shape (N, C, H, W).
         source: What the data came from (a file path or a built-in name), used in error messages.
+        impute: A ``SimpleImputer`` strategy for missing (NaN) inputs, fitted on the training split
+            by the pipeline ("mean", "median", "most_frequent"); None: NaN is an error.
+        extras: What the loader reports about the data (rows dropped, files skipped), copied
+            into :attr:`DataBundle.extras` and so into the run's ``data.json``.
     """
 
     x: np.ndarray
@@ -52,6 +56,8 @@ class RawData:
     source: str = ""
     dataset: Any = None  # a torch Dataset yielding (x, y) when inputs are read lazily
     sample_shape: tuple[int, ...] | None = None  # input shape of one sample when lazy
+    impute: str | None = None
+    extras: dict[str, Any] = field(default_factory=dict)
 
     @property
     def input_shape(self) -> tuple[int, ...]:

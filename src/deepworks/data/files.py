@@ -7,9 +7,11 @@ file gives one :class:`DataError` line that starts with the file's path and says
 from __future__ import annotations
 
 import csv as csv_lib
+import warnings
 import zipfile
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
 import torch
@@ -17,11 +19,12 @@ from PIL import Image
 
 from deepworks.data.bundle import RawData
 from deepworks.errors import DataError, close_match
-from deepworks.registry import register_dataset
+from deepworks.registry import PositiveInt, register_dataset
 
 MAX_AUTO_CLASSES = 20  # task_type "auto": at most this many distinct integers means classes
 TASK_TYPES = ("auto", "classification", "regression")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
+IMPUTE = ("mean", "median", "most_frequent", "drop_rows")
 
 
 def _existing(path: str, want_dir: bool = False) -> Path:
@@ -43,10 +46,13 @@ def _missing(src: str, what: str, name: str, present: list[str], option: str) ->
     )
 
 
-def _encode_targets(y: np.ndarray, task_type: str, src: str, integral: bool):
+def _encode_targets(
+    y: np.ndarray, task_type: str, src: str, integral: bool, lines: list[int] | None = None
+):
     """(labels, task_type, class_names): text or few distinct integers become class indices.
 
-    ``integral`` says whether numeric targets count as integers for ``task_type: auto``.
+    ``integral`` says whether numeric targets count as integers for ``task_type: auto``;
+    ``lines`` are the file lines of the samples, for error messages.
     """
     if task_type not in TASK_TYPES:
         raise DataError(f"{src}: task_type {task_type!r} is not one of {', '.join(TASK_TYPES)}")
@@ -66,9 +72,14 @@ def _encode_targets(y: np.ndarray, task_type: str, src: str, integral: bool):
         return y.astype(np.float32), task_type, None
     bad = ~np.isfinite(y) | (y != np.round(y))
     if bad.any():
+        i = int(np.argmax(bad))
+        at = f"line {lines[i]}" if lines is not None else f"sample {i}"
+        if not np.isfinite(y[i]):
+            raise DataError(f"{src}: the class label at {at} is {y[i]:g}; fix or drop the row")
         raise DataError(
-            f"{src}: class labels must be integers or text, found {y[bad][0]!r} in sample "
-            f"{int(np.argmax(bad))}; fix the labels or use task_type: regression"
+            f"{src}: holds continuous values (e.g. {y[i]:g} at {at}), not class labels; for a "
+            "continuous target use task: regression (with data.task_type: regression or auto), "
+            "or give integer or text labels"
         )
     classes, labels = np.unique(y, return_inverse=True)  # sorted values -> 0..K-1
     return labels.astype(np.int64), task_type, [str(int(c)) for c in classes]
@@ -81,6 +92,7 @@ def csv(
     task_type: str = "auto",
     delimiter: str = ",",
     drop: list[str] | None = None,
+    impute: Literal["mean", "median", "most_frequent", "drop_rows"] | None = None,
 ) -> RawData:
     """A CSV table with a header row: numeric input columns and one target column.
 
@@ -91,8 +103,11 @@ def csv(
         task_type: "auto", "classification" or "regression".
         delimiter: The one-character separator between values (``";"``, ``"\\t"``, ...).
         drop: Columns to leave out, such as an id column.
-
-    Empty cells become NaN, which validation then reports with the sample that holds them.
+        impute: What to do with missing inputs (empty cells, NaN): None reports them (column and
+            line); "mean", "median" or "most_frequent" fill them with scikit-learn's
+            ``SimpleImputer`` fitted on the training split only (its statistics are saved, and
+            ``predict`` fills new files the same way); "drop_rows" drops the rows that have
+            them (also rows without a target), before the split, and warns how many.
     """
     p = _existing(path)
     if not isinstance(delimiter, str) or len(delimiter) != 1:
@@ -134,17 +149,71 @@ def csv(
     cols = [header.index(n) for n in features]
     x = _to_numbers(cells[:, cols], path, [line for line, _ in rows], features)
 
+    lines = [line for line, _ in rows]
     t = cells[:, header.index(target)]
+    if impute is not None and impute not in IMPUTE:
+        raise DataError(f"{path}: impute {impute!r} is not one of {', '.join(IMPUTE)}")
+    extras: dict = {"target_column": target}
+    inf = np.isinf(x)
+    if inf.any():
+        raise DataError(
+            f"{path}: Inf values in {_cells(inf, features, lines)}; replace them with numbers "
+            "(data.impute fills only missing values)"
+        )
+    missing = np.isnan(x)
+    if impute == "drop_rows":
+        drop_rows = missing.any(axis=1) | (t == "")
+        if drop_rows.all():
+            raise DataError(f"{path}: every row has a missing value; nothing is left to train on")
+        if drop_rows.any():
+            dropped = [line for line, d in zip(lines, drop_rows, strict=True) if d]
+            warnings.warn(
+                f"{path}: dropped {len(dropped)} of {len(lines)} rows with missing values "
+                f"(data.impute: drop_rows), at lines {_lines(dropped)}",
+                stacklevel=2,
+            )
+            extras["dropped_rows"] = {"count": len(dropped), "lines": dropped[:100]}
+            keep = ~drop_rows
+            x, t, missing = x[keep], t[keep], missing[keep]
+            lines = [line for line, k in zip(lines, keep, strict=True) if k]
+    elif impute is None and missing.any():
+        raise DataError(
+            f"{path}: NaN or empty values in {_cells(missing, features, lines)}; fill them, or "
+            f"set data.impute to {', '.join(IMPUTE[:-1])} or {IMPUTE[-1]}"
+        )
     if (t == "").any():
-        line = rows[int(np.argmax(t == ""))][0]
-        raise DataError(f"{path}: line {line}: target {target!r} is empty; fill it or drop the row")
+        line = lines[int(np.argmax(t == ""))]
+        raise DataError(
+            f"{path}: line {line}: target {target!r} is empty; fill it or drop the row "
+            "(data.impute: drop_rows)"
+        )
     try:
         y = t.astype(np.float64)
         integral = bool(np.all(np.isfinite(y) & (y == np.round(y))))
     except ValueError:  # some labels are text
         y, integral = t, False
-    y, task, class_names = _encode_targets(y, task_type, f"{path}: column {target!r}", integral)
-    return RawData(x, y, task, class_names=class_names, feature_names=features, source=path)
+    src = f"{path}: column {target!r}"
+    y, task, class_names = _encode_targets(y, task_type, src, integral, lines)
+    return RawData(
+        x, y, task, class_names=class_names, feature_names=features, source=path,
+        impute=impute if impute != "drop_rows" else None, extras=extras,
+    )  # fmt: skip
+
+
+def _lines(lines: list[int], most: int = 5) -> str:
+    """``3, 5, 9`` or ``3, 5, 9, 12, 14, ... (40 in all)``."""
+    shown = ", ".join(map(str, lines[:most]))
+    return shown + (f", ... ({len(lines)} in all)" if len(lines) > most else "")
+
+
+def _cells(mask: np.ndarray, names: list[str], lines: list[int]) -> str:
+    """Where a (rows, columns) mask is set: ``column 'b' (lines 3, 5)``, for error messages."""
+    parts = []
+    for c in np.flatnonzero(mask.any(axis=0)):
+        rows = [lines[r] for r in np.flatnonzero(mask[:, c])]
+        parts.append(f"{names[c]!r} (line{'s' * (len(rows) > 1)} {_lines(rows)})")
+    more = f" and {len(parts) - 4} more columns" if len(parts) > 4 else ""
+    return f"column{'s' * (len(parts) > 1)} {', '.join(parts[:4])}{more}"
 
 
 def _to_numbers(cells: np.ndarray, path: str, lines: list[int], names: list[str]) -> np.ndarray:
@@ -213,15 +282,19 @@ def npz(path: str, task_type: str = "auto", x_key: str = "x", y_key: str = "y") 
     return RawData(x, y, task, class_names=class_names, is_image=x.ndim == 4, source=path)
 
 
+IMAGE_ERRORS = (OSError, ValueError, SyntaxError, Image.DecompressionBombError)
+
+
 def _read_image(file: str, mode: str, size: tuple[int, int]) -> np.ndarray:
     """One image file as float32 (C, H, W) in [0, 1]."""
     try:
         with Image.open(file) as img:
             img = img.convert(mode).resize((size[1], size[0]), Image.Resampling.BILINEAR)
             pixels = np.asarray(img, dtype=np.float32) / 255.0
-    except (OSError, ValueError, SyntaxError, Image.DecompressionBombError) as exc:
+    except IMAGE_ERRORS as exc:
         raise DataError(
-            f"{file}: cannot be read as an image ({exc}); replace or delete it"
+            f"{file}: cannot be read as an image ({exc}); replace or delete it, or set "
+            "data.on_bad_file: skip"
         ) from exc
     return pixels[None] if pixels.ndim == 2 else pixels.transpose(2, 0, 1)
 
@@ -243,10 +316,11 @@ class ImageFiles(torch.utils.data.Dataset):
 @register_dataset("image_folder")
 def image_folder(
     path: str,
-    image_size: list[int] | int = 32,
+    image_size: list[PositiveInt] | PositiveInt = 32,
     grayscale: bool = False,
     lazy: bool = False,
     extensions: list[str] | None = None,
+    on_bad_file: Literal["error", "skip"] = "error",
 ) -> RawData:
     """Images sorted into one subfolder per class (path/cat/1.png, path/dog/2.jpg, ...).
 
@@ -257,6 +331,9 @@ def image_folder(
         grayscale: Convert to one channel; otherwise three (RGB).
         lazy: Read each image when a batch needs it instead of all up front (large folders).
         extensions: File endings counted as images (default .png .jpg .jpeg .bmp .gif).
+        on_bad_file: A file that cannot be read as an image is an "error" (the default), or is
+            left out ("skip"): one warning gives the count, and ``data.json`` and the report
+            list the files.
     """
     root = _existing(path, want_dir=True)
     size = (image_size, image_size) if isinstance(image_size, int) else tuple(image_size)
@@ -284,19 +361,80 @@ def image_folder(
         )
     if empty:
         raise DataError(f"{path}: class folder(s) {', '.join(empty)} hold no images; add or remove")
+    if on_bad_file not in ("error", "skip"):
+        raise DataError(f"{path}: on_bad_file must be error or skip, got {on_bad_file!r}")
 
     y = np.asarray(labels, dtype=np.int64)
     mode = "L" if grayscale else "RGB"
     shape = (1 if grayscale else 3, *size)  # (C, H, W)
+    skip = on_bad_file == "skip"
     if lazy:
+        if skip:  # find the unreadable files now, not in the middle of an epoch
+            with ThreadPoolExecutor(max_workers=8) as pool:
+                readable = list(pool.map(_is_image, files))
+            files, y, extras = _drop_bad(path, files, y, readable, classes)
+        else:
+            extras = {}
         x = np.empty((len(y), 0), np.float32)  # placeholder: pixels are read per item
         dataset = ImageFiles(files, y, mode, size)
         return RawData(
             x, y, "classification", classes, is_image=True, source=path,
-            dataset=dataset, sample_shape=shape,
+            dataset=dataset, sample_shape=shape, extras=extras,
         )  # fmt: skip
     x = np.empty((len(y), *shape), np.float32)  # (N, C, H, W)
+    read = _read_or_none if skip else _read_image
+    readable = []
     with ThreadPoolExecutor(max_workers=8) as pool:  # PIL decodes outside the GIL
-        for i, pixels in enumerate(pool.map(lambda f: _read_image(f, mode, size), files)):
-            x[i] = pixels
-    return RawData(x, y, "classification", classes, is_image=True, source=path)
+        for i, pixels in enumerate(pool.map(lambda f: read(f, mode, size), files)):
+            readable.append(pixels is not None)
+            if pixels is not None:
+                x[i] = pixels
+    extras = {}
+    if skip:
+        keep = np.asarray(readable)
+        files, y, extras = _drop_bad(path, files, y, readable, classes)
+        x = x[keep]
+    return RawData(x, y, "classification", classes, is_image=True, source=path, extras=extras)
+
+
+def _read_or_none(file: str, mode: str, size: tuple[int, int]) -> np.ndarray | None:
+    try:
+        return _read_image(file, mode, size)
+    except DataError:
+        return None
+
+
+def _is_image(file: str) -> bool:
+    """Whether PIL can decode ``file`` (read in full, as training will)."""
+    try:
+        with Image.open(file) as img:
+            img.load()
+    except IMAGE_ERRORS:
+        return False
+    return True
+
+
+def _drop_bad(path: str, files: list[str], y: np.ndarray, readable: list[bool], classes):
+    """Leave out the unreadable files (``on_bad_file: skip``): warn once with the count, and
+    list them in the extras that ``data.json`` and the report show."""
+    bad = [f for f, ok in zip(files, readable, strict=True) if not ok]
+    if not bad:
+        return files, y, {}
+    keep = np.asarray(readable)
+    if not keep.any():
+        raise DataError(f"{path}: none of the {len(files)} image files can be read")
+    gone = [c for k, c in enumerate(classes) if not (y[keep] == k).any()]
+    if gone:
+        raise DataError(
+            f"{path}: no readable image is left in class folder(s) {', '.join(gone)}; replace "
+            "the unreadable files"
+        )
+    warnings.warn(
+        f"{path}: skipped {len(bad)} of {len(files)} image files that cannot be read "
+        f"(on_bad_file: skip), e.g. {bad[0]}; data.json lists them",
+        stacklevel=3,
+    )
+    root = Path(path)
+    names = [str(Path(f).relative_to(root)) if Path(f).is_relative_to(root) else f for f in bad]
+    kept = [f for f, ok in zip(files, readable, strict=True) if ok]
+    return kept, y[keep], {"skipped_files": names}

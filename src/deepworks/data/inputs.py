@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from deepworks.data.files import _read_image
+from deepworks.data.pipeline import apply_imputer
 from deepworks.errors import DataError
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif")
@@ -33,13 +34,15 @@ def read_inputs(path: str | Path, info: dict[str, Any], data_options: dict[str, 
     if path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES:
         return _images(path, info, data_options)
     if path.suffix.lower() == ".csv":
-        return _csv(path, info.get("feature_names"))
+        return _csv(path, info.get("feature_names"), (info.get("extras") or {}).get("imputer"))
     if path.suffix.lower() == ".npz":
         return _npz(path)
     raise DataError(f"{path}: unknown input type {path.suffix!r}; use .csv, .npz or an image")
 
 
-def _csv(path: Path, feature_names: list[str] | None):
+def _csv(path: Path, feature_names: list[str] | None, imputer: dict[str, Any] | None = None):
+    """The training feature columns of a CSV; missing cells are filled with the training split's
+    imputer statistics when the run used ``data.impute``, and are an error otherwise."""
     with open(path, newline="") as f:
         rows = list(csvlib.reader(f))
     if len(rows) < 2:
@@ -56,14 +59,24 @@ def _csv(path: Path, feature_names: list[str] | None):
     x = np.empty((len(body), len(index)), np.float32)
     for r, row in enumerate(body):
         for j, i in enumerate(index):
+            cell = row[i].strip() if i < len(row) else ""
+            if cell == "" and imputer is not None:
+                x[r, j] = np.nan  # filled below
+                continue
             try:
-                x[r, j] = float(row[i])
-            except (ValueError, IndexError) as exc:
-                cell = row[i] if i < len(row) else ""
+                x[r, j] = float(cell)
+            except ValueError as exc:
                 raise DataError(
                     f"{path}: line {r + 2}, column {columns[j]!r}: {cell!r} is not a number"
                 ) from exc
-    return x, [str(i) for i in range(len(x))]
+    missing = np.isnan(x)
+    if missing.any() and imputer is None:
+        r, j = (int(i) for i in np.argwhere(missing)[0])
+        raise DataError(
+            f"{path}: line {r + 2}, column {columns[j]!r} is missing (NaN); the model was trained "
+            "without data.impute, so fill the value in"
+        )
+    return apply_imputer(x, imputer), [str(i) for i in range(len(x))]
 
 
 def _npz(path: Path):

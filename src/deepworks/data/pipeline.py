@@ -1,11 +1,12 @@
-"""From a dataset name to a :class:`DataBundle`: load, validate, split, scale, rebalance.
+"""From a dataset name to a :class:`DataBundle`: load, validate, split, impute, scale, rebalance.
 
-The order matters: scaling statistics and resampling see the training split only, so nothing
-about the validation or test samples leaks into training.
+The order matters: imputation and scaling statistics and resampling see the training split only,
+so nothing about the validation or test samples leaks into training.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from typing import Any
 
 import numpy as np
@@ -87,15 +88,7 @@ def select_classes(raw: RawData, classes: list[int] | None) -> RawData:
     relabel = np.full(known, -1, np.int64)
     relabel[classes] = np.arange(len(classes))
     names = [raw.class_names[c] for c in classes] if raw.class_names else [str(c) for c in classes]
-    return RawData(
-        raw.x[keep],
-        relabel[raw.y[keep]],
-        raw.task_type,
-        names,
-        raw.feature_names,
-        raw.is_image,
-        raw.source,
-    )
+    return dataclasses.replace(raw, x=raw.x[keep], y=relabel[raw.y[keep]], class_names=names)
 
 
 def per_class(raw: RawData, idx: np.ndarray, n: int, seed: int) -> np.ndarray:
@@ -140,6 +133,44 @@ def fit_scaler(x: np.ndarray, kind: str, is_image: bool) -> dict[str, Any] | Non
     if keep:
         shift, scale = shift[0], scale[0]  # (C, 1, 1)
     return {"kind": kind, "shift": shift.tolist(), "scale": scale.tolist()}
+
+
+def fit_imputer(raw: RawData, train: np.ndarray) -> tuple[np.ndarray, dict[str, Any] | None]:
+    """Fill missing (NaN) inputs with scikit-learn's ``SimpleImputer`` fitted on the training
+    rows ``train`` only; returns (all inputs, filled; the imputer's description for data.json)."""
+    if not raw.impute:
+        return raw.x, None
+    from sklearn.impute import SimpleImputer
+
+    if raw.x.ndim != 2 or raw.dataset is not None:
+        raise DataError(f"data.impute: {raw.source} is not a table; impute is for tabular data")
+    names = raw.feature_names or [str(i) for i in range(raw.x.shape[1])]
+    x_train = raw.x[train]
+    empty = [n for n, e in zip(names, np.isnan(x_train).all(axis=0), strict=True) if e]
+    if empty:
+        raise DataError(
+            f"{raw.source}: column(s) {', '.join(map(repr, empty))} have no values in the "
+            "training split to impute from; fill them or leave them out (data.drop)"
+        )
+    imputer = SimpleImputer(strategy=raw.impute).fit(x_train)
+    filled = imputer.transform(raw.x).astype(np.float32)  # row by row: train statistics only
+    missing = np.isnan(raw.x)
+    info = {
+        "strategy": raw.impute,
+        "columns": names,
+        "statistics": imputer.statistics_.tolist(),
+        "filled_train": int(missing[train].sum()),
+        "filled_total": int(missing.sum()),
+    }
+    return filled, info
+
+
+def apply_imputer(x: np.ndarray, imputer: dict[str, Any] | None) -> np.ndarray:
+    """Fill the NaN of new (N, features) inputs with a saved imputer's training statistics."""
+    if not imputer:
+        return x
+    stats = np.asarray(imputer["statistics"], dtype=np.float32)
+    return np.where(np.isnan(x), stats, x).astype(np.float32)
 
 
 def _scaled(x: np.ndarray, scaler: dict[str, Any] | None) -> np.ndarray:
@@ -246,9 +277,11 @@ def make_bundle(
     scale: str,
     imbalance: str,
 ) -> DataBundle:
-    """Scale (fitted on ``parts["train"]``), rebalance the train part and convert to tensors."""
+    """Impute and scale (fitted on ``parts["train"]``), rebalance the train part and convert to
+    tensors."""
     classify = raw.task_type == "classification"
     lazy = raw.dataset is not None
+    extras = dict(raw.extras)
     if lazy:  # pixels are read per batch: already in [0, 1], no resampling of files
         if imbalance != "none":
             raise DataError(
@@ -258,10 +291,13 @@ def make_bundle(
         splits = {k: LazySplit.subset(raw, idx) for k, idx in parts.items()}
         scaler = None
     else:
-        scaler = fit_scaler(raw.x[parts["train"]].astype(np.float32), scale, raw.is_image)
+        inputs, imputer = fit_imputer(raw, parts["train"])
+        if imputer is not None:
+            extras["imputer"] = imputer
+        scaler = fit_scaler(inputs[parts["train"]].astype(np.float32), scale, raw.is_image)
         splits = {}
         for k, idx in parts.items():
-            x, y = _scaled(raw.x[idx].astype(np.float32), scaler), raw.y[idx]
+            x, y = _scaled(inputs[idx].astype(np.float32), scaler), raw.y[idx]
             if k == "train" and imbalance != "none":
                 if not classify:
                     raise DataError(
@@ -287,4 +323,5 @@ def make_bundle(
         feature_names=raw.feature_names,
         is_image=raw.is_image,
         scaler=scaler,
+        extras=extras,
     )

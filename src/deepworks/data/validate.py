@@ -23,12 +23,16 @@ def validate_raw(raw: RawData) -> None:
             )
         if not np.issubdtype(raw.x.dtype, np.number):
             raise DataError(f"{src}: inputs must be numeric, got dtype {raw.x.dtype}")
-        bad = ~np.isfinite(raw.x)
+        # NaN is allowed where the pipeline imputes it (fitted on the training split); Inf never
+        bad = np.isinf(raw.x) if raw.impute else ~np.isfinite(raw.x)
         if bad.any():
-            row = int(np.argwhere(bad)[0][0])
+            row, *cell = (int(i) for i in np.argwhere(bad)[0])
+            names = raw.feature_names
+            column = f" (column {names[cell[0]]!r})" if names and raw.x.ndim == 2 else ""
+            fix = "replace them" if raw.impute else "clean them, or set data.impute (csv data)"
             raise DataError(
-                f"{src}: inputs contain {int(bad.sum())} NaN/Inf value(s), first in sample {row}; "
-                "clean or impute them before training"
+                f"{src}: inputs contain {int(bad.sum())} NaN/Inf value(s), first in sample "
+                f"{row}{column}; {fix}"
             )
     if raw.task_type in ("classification", "segmentation"):
         if not np.issubdtype(raw.y.dtype, np.integer):

@@ -41,9 +41,11 @@ class Classification(Task):
 
     def num_outputs(self, data: DataBundle, loss: LossConfig) -> int:
         if data.task_type != "classification":
+            column = data.extras.get("target_column")  # a CSV's target
+            holds = f" (its column {column!r} holds continuous values)" if column else ""
             raise ConfigError(
                 f"task.name: 'classification' needs one class label per sample, but {data.name} "
-                f"is {data.task_type} data; use task: {{name: {data.task_type}}}"
+                f"is {data.task_type} data{holds}; use task: {{name: {data.task_type}}}"
             )
         if data.train.y.ndim > 1:
             raise ConfigError(
