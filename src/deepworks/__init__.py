@@ -13,10 +13,10 @@ from deepworks import data, explain, models, robust, tasks, train  # noqa: F401 
 from deepworks.config import RunConfig, TrainConfig, load_config
 from deepworks.data import DataBundle, load_dataset
 from deepworks.errors import ConfigError, DataError, DeepworksError
-from deepworks.evaluate.crossval import crossval
 from deepworks.models import Model, create_model, list_models
 from deepworks.recipes import RunResult as Run
 from deepworks.recipes import train as train  # noqa: F811  (the function shadows the subpackage)
+from deepworks.recipes.crossval import crossval
 from deepworks.registry import REGISTRIES
 from deepworks.run import evaluate, load_run, predict
 from deepworks.tasks import Task

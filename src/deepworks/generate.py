@@ -22,7 +22,6 @@ the whole sequence, or on its last ``context_length`` tokens, for every new toke
 from __future__ import annotations
 
 from collections.abc import Sequence
-from pathlib import Path
 
 import torch
 from torch import nn
@@ -179,29 +178,3 @@ def sample_text(
         suppress_ids=[PAD_ID, UNK_ID, BOS_ID],
     )
     return tokenizer.decode(out.tolist())
-
-
-def sample_run(
-    run_dir: str | Path,
-    prompt: str,
-    max_new_tokens: int = 300,
-    temperature: float = 0.8,
-    top_k: int | None = None,
-    top_p: float | None = None,
-    seed: int | None = 0,
-    which: str = "best",
-) -> str:
-    """Sample from the language model of a finished run (``deepworks sample RUN --prompt``).
-
-    The tokenizer is the one the run was trained with (saved in its ``task.json``).
-    """
-    from deepworks.data.text.tokenizers import tokenizer_from_dict
-    from deepworks.errors import CheckpointError
-    from deepworks.run import load_run
-
-    _, model, task = load_run(run_dir, which)
-    saved = getattr(task, "tokenizer", None)
-    if not saved:
-        raise CheckpointError(f"{run_dir}: not a language-model run (no tokenizer saved)")
-    tokenizer = tokenizer_from_dict(saved)
-    return sample_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed)

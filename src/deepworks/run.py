@@ -1,8 +1,8 @@
 """Reading a supervised run back: its data, task and model, the checkpoint it is graded on.
 
 ``deepworks train`` (the ``supervised`` recipe, ``deepworks.recipes``) makes the run directory;
-``evaluate``, ``predict``, ``explain``, ``attack``, ``audit`` and ``embed`` rebuild its identical
-data split and its model from it with the functions here.
+``evaluate``, ``predict``, ``sample``, ``explain``, ``attack``, ``audit`` and ``embed`` rebuild
+its identical data split and its model from it with the functions here.
 
 ``runs/<name>/`` holds ``config.yaml`` (resolved, including the model's inferred sizes),
 ``data.json``, ``model.txt``, ``history.csv``/``.json``, ``metrics.json`` (flat keys such as
@@ -23,7 +23,9 @@ import torch
 from deepworks.config import RunConfig
 from deepworks.data.bundle import DataBundle
 from deepworks.data.pipeline import load_dataset
+from deepworks.data.text.tokenizers import tokenizer_from_dict
 from deepworks.errors import CheckpointError, DeepworksError
+from deepworks.generate import sample_text
 from deepworks.models.base import Model
 from deepworks.registry import MODELS, TASKS, accepted_kwargs
 from deepworks.rundir import RunDir
@@ -204,3 +206,25 @@ def predict(run_dir: str | Path, x: np.ndarray | torch.Tensor, which: str = "bes
     trainer = Trainer(cfg.train.model_copy(update={"progress": False}), seed=cfg.seed)
     trainer.task = task
     return trainer.predict(model, x), info
+
+
+def sample_run(
+    run_dir: str | Path,
+    prompt: str,
+    max_new_tokens: int = 300,
+    temperature: float = 0.8,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    seed: int | None = 0,
+    which: str = "best",
+) -> str:
+    """Sample from the language model of a finished run (``deepworks sample RUN --prompt``).
+
+    The tokenizer is the one the run was trained with (saved in its ``task.json``).
+    """
+    _, model, task = load_run(run_dir, which)
+    saved = getattr(task, "tokenizer", None)
+    if not saved:
+        raise CheckpointError(f"{run_dir}: not a language-model run (no tokenizer saved)")
+    tokenizer = tokenizer_from_dict(saved)
+    return sample_text(model, tokenizer, prompt, max_new_tokens, temperature, top_k, top_p, seed)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 
 import deepworks as dw
-from deepworks.generate import sample_run
+from deepworks.run import sample_run
 
 
 @pytest.fixture(scope="module")

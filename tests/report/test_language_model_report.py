@@ -103,7 +103,7 @@ def test_report_of_a_trained_run(tmp_path):
     task = json.loads((run.dir / "task.json").read_text())
     assert task["tokenizer"]["kind"] == "char"  # sampling after the run needs it
 
-    from deepworks.generate import sample_run
+    from deepworks.run import sample_run
 
     text = sample_run(run.dir, "import ", max_new_tokens=20, seed=3)
     assert text.startswith("import ") and len(text) == len("import ") + 20

@@ -20,8 +20,8 @@ def crossval(
 ) -> None:
     """Train on k folds and report the mean and standard deviation of each test metric."""
     from deepworks.config import load_config
-    from deepworks.evaluate.crossval import crossval as run_crossval
     from deepworks.evaluate.specs import find
+    from deepworks.recipes.crossval import crossval as run_crossval
     from deepworks.train.specs import run_metrics
     from deepworks.utils import atomic_write_text
 

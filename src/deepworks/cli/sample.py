@@ -25,7 +25,7 @@ def sample(
 ) -> None:
     """Continue a prompt with a trained language model (temperature, top-k, top-p)."""
     from deepworks.errors import ConfigError
-    from deepworks.generate import sample_run
+    from deepworks.run import sample_run
 
     if tokens < 1:
         raise ConfigError(f"--tokens {tokens}: generate at least 1 token")
