@@ -97,3 +97,47 @@ def test_train_and_evaluate_grade_the_same_checkpoint(tmp_path):
     assert again["graded/step"] == run.metrics["graded/step"]
     evaluation = json.loads(RunDir(run.dir).evaluation_path.read_text())
     assert evaluation["checkpoint"]["step"] == run.metrics["graded/step"]
+
+
+def test_early_stopping_restores_the_same_best_weights_after_a_resume(tmp_path):
+    """restore_best keeps the best epoch's weights in its state, so a run resumed after the best
+    epoch still ends with them (before, the resumed process had none and kept the last)."""
+    import torch
+
+    from deepworks.data.pipeline import load_dataset
+    from deepworks.models import create_model
+    from deepworks.train import Trainer
+    from deepworks.train.callbacks import Callback
+    from deepworks.train.checkpoint import CheckpointDir
+
+    class Crash(Callback):
+        order = 100  # after the epoch's checkpoint
+
+        def on_epoch_end(self, trainer, logs):
+            if trainer.epoch == 6:
+                raise RuntimeError("crash")
+
+    data = load_dataset("digits", split={"val": 0.1, "test": 0.2}, seed=0)
+
+    def fit(run_dir, callbacks=(), resume=None):
+        torch.manual_seed(0)
+        model = create_model("mlp", in_features=64, num_classes=10, hidden=[16])
+        trainer = Trainer(
+            epochs=8,
+            batch_size=128,
+            optimizer={"name": "adam", "lr": 0.05},  # noisy: the best epoch is not the last
+            early_stopping={"monitor": "val/loss", "patience": 8, "restore_best": True},
+            progress=False,
+            run_dir=run_dir,
+            callbacks=list(callbacks),
+        )
+        return trainer.fit(model, data, resume=resume)
+
+    whole = fit(tmp_path / "whole")
+    with pytest.raises(RuntimeError, match="crash"):
+        fit(tmp_path / "cut", [Crash()])
+    last = CheckpointDir(tmp_path / "cut" / "checkpoints").newest_valid()
+    resumed = fit(tmp_path / "cut", resume=last)
+    assert resumed.best["epoch"] == whole.best["epoch"] < 6  # best before the crash
+    a, b = whole.model.state_dict(), resumed.model.state_dict()
+    assert all(torch.equal(a[k], b[k]) for k in a)
