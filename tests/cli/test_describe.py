@@ -39,7 +39,11 @@ def rows(stdout: str) -> dict[str, list[str]]:
 
 # --- every model and dataset documents every option ----------------------------------------
 
-DOCUMENTED = [(kind, name) for kind in ("models", "datasets") for name in REGISTRIES[kind].names()]
+DOCUMENTED = [
+    (kind, name)
+    for kind in ("models", "datasets", "optimizers", "schedulers")
+    for name in REGISTRIES[kind].names()
+]
 
 
 @pytest.mark.parametrize(("kind", "name"), DOCUMENTED, ids=[f"{k}:{n}" for k, n in DOCUMENTED])

@@ -31,7 +31,15 @@ def sgd(
     nesterov: bool = False,
     dampening: float = 0.0,
 ) -> torch.optim.Optimizer:
-    """Stochastic gradient descent, with optional (Nesterov) momentum."""
+    """Stochastic gradient descent, with optional (Nesterov) momentum.
+
+    Args:
+        lr: Learning rate (``train.optimizer.lr``).
+        weight_decay: L2 penalty added to the gradient (of weights, not biases or norms).
+        momentum: Momentum factor (0: plain SGD).
+        nesterov: Nesterov momentum (needs momentum > 0 and no dampening).
+        dampening: Dampening of the momentum.
+    """
     return torch.optim.SGD(
         params,
         lr=lr,
@@ -52,7 +60,15 @@ def adam(
     eps: float = 1e-8,
     amsgrad: bool = False,
 ) -> torch.optim.Optimizer:
-    """Adam: adaptive moment estimation (L2 penalty added to the gradient)."""
+    """Adam: adaptive moment estimation (L2 penalty added to the gradient).
+
+    Args:
+        lr: Learning rate (``train.optimizer.lr``).
+        weight_decay: L2 penalty added to the gradient (of weights, not biases or norms).
+        betas: Decay rates of the running means of the gradient and of its square.
+        eps: Added to the denominator for numerical stability.
+        amsgrad: Use the maximum of past squared gradients (AMSGrad).
+    """
     return torch.optim.Adam(
         params,
         lr=lr,
@@ -73,7 +89,15 @@ def adamw(
     eps: float = 1e-8,
     amsgrad: bool = False,
 ) -> torch.optim.Optimizer:
-    """AdamW: Adam with decoupled weight decay."""
+    """AdamW: Adam with decoupled weight decay.
+
+    Args:
+        lr: Learning rate (``train.optimizer.lr``).
+        weight_decay: Decoupled decay of the weights (not of biases or norms).
+        betas: Decay rates of the running means of the gradient and of its square.
+        eps: Added to the denominator for numerical stability.
+        amsgrad: Use the maximum of past squared gradients (AMSGrad).
+    """
     return torch.optim.AdamW(
         params,
         lr=lr,
@@ -95,7 +119,16 @@ def rmsprop(
     momentum: float = 0.0,
     centered: bool = False,
 ) -> torch.optim.Optimizer:
-    """RMSprop: divides the gradient by a running RMS of recent gradients."""
+    """RMSprop: divides the gradient by a running RMS of recent gradients.
+
+    Args:
+        lr: Learning rate (``train.optimizer.lr``).
+        weight_decay: L2 penalty added to the gradient (of weights, not biases or norms).
+        alpha: Smoothing constant of the running mean of squared gradients.
+        eps: Added to the denominator for numerical stability.
+        momentum: Momentum factor.
+        centered: Normalize by the variance of the gradient instead of its mean square.
+    """
     return torch.optim.RMSprop(
         params,
         lr=lr,
@@ -111,5 +144,12 @@ def rmsprop(
 def adagrad(
     params, lr: float, weight_decay: float = 0.0, lr_decay: float = 0.0, eps: float = 1e-10
 ) -> torch.optim.Optimizer:
-    """Adagrad: per-parameter learning rates shrinking with the sum of squared gradients."""
+    """Adagrad: per-parameter learning rates shrinking with the sum of squared gradients.
+
+    Args:
+        lr: Learning rate (``train.optimizer.lr``).
+        weight_decay: L2 penalty added to the gradient (of weights, not biases or norms).
+        lr_decay: Decay of the learning rate per step.
+        eps: Added to the denominator for numerical stability.
+    """
     return torch.optim.Adagrad(params, lr=lr, lr_decay=lr_decay, eps=eps, weight_decay=weight_decay)

@@ -26,19 +26,32 @@ def sized_by_run_length(scheduler):
 def step(
     optimizer: Optimizer, steps_per_epoch: int, epochs: int, step_size: int = 10, gamma: float = 0.1
 ):
-    """Multiply the LR by ``gamma`` every ``step_size`` epochs."""
+    """Multiply the LR by ``gamma`` every ``step_size`` epochs.
+
+    Args:
+        step_size: Epochs between two decays.
+        gamma: Factor the LR is multiplied by at each decay.
+    """
     return lr_scheduler.StepLR(optimizer, step_size=step_size, gamma=gamma), "epoch"
 
 
 @register_scheduler("exponential")
 def exponential(optimizer: Optimizer, steps_per_epoch: int, epochs: int, gamma: float = 0.95):
-    """Multiply the LR by ``gamma`` after every epoch."""
+    """Multiply the LR by ``gamma`` after every epoch.
+
+    Args:
+        gamma: Factor the LR is multiplied by after each epoch.
+    """
     return lr_scheduler.ExponentialLR(optimizer, gamma=gamma), "epoch"
 
 
 @register_scheduler("cosine")
 def cosine(optimizer: Optimizer, steps_per_epoch: int, epochs: int, eta_min: float = 0.0):
-    """Cosine annealing from the initial LR to ``eta_min`` over the whole run."""
+    """Cosine annealing from the initial LR to ``eta_min`` over the whole run.
+
+    Args:
+        eta_min: The LR at the end of the run.
+    """
     total = max(1, steps_per_epoch * epochs)
     sched = lr_scheduler.CosineAnnealingLR(optimizer, T_max=total, eta_min=eta_min)
     return sized_by_run_length(sched), "step"
@@ -54,7 +67,14 @@ def one_cycle(
     div_factor: float = 25.0,
     final_div_factor: float = 1e4,
 ):
-    """One-cycle policy (Smith): warm up to ``max_lr`` (default: the optimizer's lr), anneal."""
+    """One-cycle policy (Smith): warm up to ``max_lr`` (default: the optimizer's lr), anneal.
+
+    Args:
+        max_lr: The peak LR (default: ``train.optimizer.lr``).
+        pct_start: Fraction of the run spent warming up.
+        div_factor: The LR starts at ``max_lr / div_factor``.
+        final_div_factor: The LR ends at the start LR divided by this.
+    """
     max_lr = max_lr or optimizer.param_groups[0]["lr"]
     total = max(4, steps_per_epoch * epochs)
     # OneCycleLR needs at least one step in each phase: keep the warmup within [1.5, total - 1.5]
@@ -102,7 +122,16 @@ def warmup(
     start_factor: float = 0.01,
     min_factor: float = 0.0,
 ):
-    """Linear warmup (``warmup_steps`` or ``warmup_epochs``), then cosine, linear or constant."""
+    """Linear warmup (``warmup_steps`` or ``warmup_epochs``), then cosine, linear or constant.
+
+    Args:
+        warmup_steps: Optimizer steps of the warmup (takes precedence over ``warmup_epochs``).
+        warmup_epochs: Epochs of the warmup (may be a fraction).
+        after: What follows the warmup: "cosine", "linear" (decay to ``min_factor``) or
+            "constant".
+        start_factor: The warmup starts at this fraction of the LR.
+        min_factor: The decay ends at this fraction of the LR.
+    """
     if after not in ("cosine", "linear", "constant"):
         raise ValueError(f"after must be cosine, linear or constant, not {after!r}")
     total = max(1, steps_per_epoch * epochs)
@@ -136,7 +165,15 @@ def reduce_on_plateau(
     min_lr: float = 0.0,
 ):
     """Divide the LR by 1/``factor`` when ``monitor`` stops improving for ``patience`` epochs
-    (``mode: auto``: the direction the task declares for ``monitor``)."""
+    (``mode: auto``: the direction the task declares for ``monitor``).
+
+    Args:
+        monitor: The logged value watched, e.g. "val/loss".
+        mode: "min", "max" or "auto" (the direction declared for ``monitor``).
+        factor: Factor the LR is multiplied by on a plateau.
+        patience: Epochs without improvement before the LR is reduced.
+        min_lr: The LR is never reduced below this.
+    """
     sched = ReduceOnPlateau(
         optimizer,
         mode="min" if mode == "auto" else mode,
