@@ -59,11 +59,11 @@ def entries() -> list[ReportSections]:
     module registers itself when imported: nothing lists them)."""
     import importlib
     import pkgutil
+    from pathlib import Path
 
-    import deepworks.report as package
-
-    for module in pkgutil.iter_modules(package.__path__):
-        importlib.import_module(f"{package.__name__}.{module.name}")
+    # this module's own folder: importing the package back would close an import circle
+    for module in pkgutil.iter_modules([str(Path(__file__).parent)]):
+        importlib.import_module(f"{__package__}.{module.name}")
     return [SECTIONS.get(name) for name in SECTIONS.names()]
 
 

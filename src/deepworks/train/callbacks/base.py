@@ -14,33 +14,35 @@ from deepworks.evaluate.specs import MetricSpec
 if TYPE_CHECKING:
     import torch
 
-    from deepworks.train.trainer import Trainer
-
 
 class Callback:
-    """Base callback; every hook does nothing."""
+    """Base callback; every hook does nothing.
+
+    Each hook gets the :class:`~deepworks.train.trainer.Trainer` that calls it (typed ``Any``
+    here: the Trainer's module imports this one, so this one does not import it back).
+    """
 
     #: Order among callbacks at the same hook: lower runs first (loggers run last).
     order = 0
     #: Specs of the values this callback adds to the logs (see :mod:`deepworks.evaluate.specs`).
     metrics: tuple[MetricSpec, ...] = ()
 
-    def on_train_start(self, trainer: Trainer) -> None: ...
+    def on_train_start(self, trainer: Any) -> None: ...
 
-    def on_epoch_start(self, trainer: Trainer) -> None: ...
+    def on_epoch_start(self, trainer: Any) -> None: ...
 
-    def on_batch_end(self, trainer: Trainer, loss: torch.Tensor) -> None:
+    def on_batch_end(self, trainer: Any, loss: torch.Tensor) -> None:
         """After each optimizer step; ``loss`` is a device tensor (reading it syncs)."""
 
-    def on_validation_start(self, trainer: Trainer) -> None: ...
+    def on_validation_start(self, trainer: Any) -> None: ...
 
-    def on_validation_end(self, trainer: Trainer, logs: dict[str, Any]) -> None: ...
+    def on_validation_end(self, trainer: Any, logs: dict[str, Any]) -> None: ...
 
-    def on_epoch_end(self, trainer: Trainer, logs: dict[str, Any]) -> None: ...
+    def on_epoch_end(self, trainer: Any, logs: dict[str, Any]) -> None: ...
 
-    def on_train_end(self, trainer: Trainer) -> None: ...
+    def on_train_end(self, trainer: Any) -> None: ...
 
-    def on_exception(self, trainer: Trainer, exc: BaseException) -> None: ...
+    def on_exception(self, trainer: Any, exc: BaseException) -> None: ...
 
     def state_dict(self) -> dict[str, Any]:
         return {}
