@@ -21,7 +21,7 @@ from deepworks.report import plots
 from deepworks.report.markup import esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles, read_npz
 from deepworks.report.sections import register_sections
-from deepworks.tasks.rbm import PICTURES
+from deepworks.rundir import RBM_PICTURES
 
 CELL = 0.56  # inches per tile (image and gap)
 
@@ -29,7 +29,7 @@ CELL = 0.56  # inches per tile (image and gap)
 @register_sections("rbm", tasks=("rbm",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each RBM section that ``run`` has data for."""
-    pics = read_npz(run.run_dir / PICTURES)
+    pics = read_npz(run.run_dir / RBM_PICTURES)
     out = []
     if "filters" in pics:
         out.append(("rbm-filters", "Learned filters", _filters(pics["filters"])))

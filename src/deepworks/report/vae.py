@@ -16,13 +16,13 @@ from deepworks.report import plots
 from deepworks.report.markup import esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles, read_npz
 from deepworks.report.sections import register_sections
-from deepworks.tasks.vae import PICTURES
+from deepworks.rundir import VAE_PICTURES
 
 
 @register_sections("vae", tasks=("vae",))
 def sections(run: RunFiles, split: str) -> list[tuple[str, str, str]]:
     """(anchor, title, html) of each VAE section that ``run`` has data for."""
-    pics = read_npz(run.run_dir / PICTURES)
+    pics = read_npz(run.run_dir / VAE_PICTURES)
     out = []
     names = _class_names(run)
     if "samples" in pics:
