@@ -28,7 +28,7 @@ from deepworks.errors import CheckpointError, DeepworksError
 from deepworks.generate import sample_text
 from deepworks.models.base import Model
 from deepworks.registry import MODELS, TASKS, accepted_kwargs
-from deepworks.rundir import RunDir
+from deepworks.rundir import EVALUATION, PREDICTIONS, RunDir
 from deepworks.tasks.base import Task
 from deepworks.train.checkpoint import (
     checkpoint_info,
@@ -133,13 +133,13 @@ def write_evaluation(
     inputs, for images)."""
     if result.details is not None:
         head = {"split": split, "checkpoint": graded or "final weights"}
-        _write_json(run_dir / "evaluation.json", head | result.details)
+        _write_json(run_dir / EVALUATION, head | result.details)
     arrays = dict(result.predictions)
     if data.is_image:
         arrays["x"] = getattr(data, split).x.numpy()
     buf = io.BytesIO()
     np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(run_dir / "predictions.npz", buf.getvalue())
+    atomic_write_bytes(run_dir / PREDICTIONS, buf.getvalue())
 
 
 # --- reading runs back ---------------------------------------------------------------------

@@ -7,8 +7,9 @@ import inspect
 import numpy as np
 import pytest
 
+import deepworks.tasks  # noqa: F401  (registers the tasks)
 from deepworks.data.pipeline import load_raw
-from deepworks.registry import DATASETS
+from deepworks.registry import DATASETS, TASKS
 
 # Sequence datasets (those taking ``split``) build their own bundles; their tests are their own.
 NEEDS_NO_ARGUMENTS = [
@@ -30,6 +31,7 @@ def test_builtins_are_registered():
 def test_every_argument_free_dataset_loads_and_validates(name):
     raw = load_raw(name)  # validates
     assert raw.source and len(raw.x) == len(raw.y) > 0
+    assert raw.task_type in TASKS, f"{name}: task_type {raw.task_type!r} is no registered task"
     if raw.task_type == "classification":
         assert raw.y.min() == 0 and raw.y.max() == len(raw.class_names) - 1
 

@@ -19,28 +19,29 @@ import numpy as np
 from deepworks.audit import figures as figs
 from deepworks.audit import parts
 from deepworks.errors import ConfigError
+from deepworks.rundir import RunDir
 from deepworks.utils import atomic_write_text
 
 PARTS = ("evaluation", "speed", "calibration", "robustness", "explanations", "errors", "card")
 
 
-def _load(run_dir: Path, checkpoint: str):
+def _load(run_dir: RunDir, checkpoint: str):
     """(config, task, Loaded run) with the model in eval mode on the CPU."""
-    from deepworks.explain.runs import TASK_TYPES, Loaded
+    from deepworks.explain.runs import Loaded, check_explainable
     from deepworks.run import build_data, load_run
 
     cfg, model, task = load_run(run_dir, checkpoint)
+    check_explainable(run_dir.path, task, "deepworks audit")
     data = build_data(cfg)
-    if data.task_type not in TASK_TYPES or data.test is None or not hasattr(data.test, "x"):
+    if data.test is None or not hasattr(data.test, "x"):
         raise ConfigError(
-            f"{run_dir}: deepworks audit grades classification and regression runs with an "
-            f"in-memory test split, not {data.task_type}"
+            f"{run_dir}: deepworks audit needs an in-memory test split; the run's data has "
+            f"{'none' if data.test is None else 'a lazily read one'}"
         )
-    info_path = run_dir / "data.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = run_dir.data_info()
     info.setdefault("scaler", data.scaler)
     model.eval()
-    return cfg, task, Loaded(run_dir, model, data, info, cfg.seed)
+    return cfg, task, Loaded(run_dir.path, model, data, info, cfg.seed)
 
 
 def _attacks(run, method: str, eps: Sequence[float] | None) -> tuple[dict[str, list], list]:
@@ -96,7 +97,6 @@ def audit_run(
     from deepworks.robust.evaluate import parse_eps
     from deepworks.utils import resolve_device
 
-    run_dir = Path(run_dir)
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"--checkpoint {checkpoint!r}: choose best or last")
     if n < 1:
@@ -108,6 +108,7 @@ def audit_run(
     ATTACKS.get(method, where="--method")
     eps_given = None if eps is None else parse_eps(eps)
     t_load = time.perf_counter()
+    run_dir = RunDir.open(run_dir)
     cfg, task, run = _load(run_dir, checkpoint)
     classes = not run.regression
     floats = run.data.test.x.is_floating_point()
@@ -136,6 +137,7 @@ def audit_run(
     notes: dict[str, str] = {}
     audit: dict[str, Any] = {
         "run": str(run_dir),
+        "task": task.name,
         "checkpoint": checkpoint,
         "checkpoint_dir": weights.parent.resolve().name,  # e.g. step-00000180
         "task_type": run.data.task_type,
@@ -217,9 +219,10 @@ def audit_run(
     t0 = time.perf_counter()
     page = render(audit, pictures)
     audit["timings"]["card"] = round(time.perf_counter() - t0, 3)
-    folder = run_dir / "audit"
+    folder = run_dir.audit_dir
     atomic_write_text(folder / "audit.html", page)
     atomic_write_text(folder / "audit.json", json.dumps(_jsonable(audit), indent=1))
+    run_dir.record("audit", [folder / "audit.html", folder / "audit.json"])
     progress("done", len(PARTS), len(PARTS))
     return audit | {"html": str(folder / "audit.html")}
 
@@ -262,10 +265,8 @@ def grades(audit: dict[str, Any]) -> list[dict[str, Any]]:
     return out
 
 
-def _weights(run_dir: Path, checkpoint: str) -> Path:
-    from deepworks.run import checkpoint_dir
-
-    return checkpoint_dir(run_dir, checkpoint) / "model.safetensors"
+def _weights(run_dir: RunDir, checkpoint: str) -> Path:
+    return run_dir.checkpoint(checkpoint) / "model.safetensors"
 
 
 def _commands(run_dir: Path, s: dict[str, Any], raw_eps: bool) -> list[str]:

@@ -17,9 +17,10 @@ app.add_typer(checkpoint_app, name="checkpoint")
 def verify(run: Path = typer.Argument(..., help="Run directory (or its checkpoints/ folder)")):
     """Verify the SHA-256 of every file of every checkpoint; exit 2 if any is damaged."""
     from deepworks.errors import CheckpointError
+    from deepworks.rundir import RunDir
     from deepworks.train.checkpoint import CheckpointDir, verify_checkpoint
 
-    root = run / "checkpoints" if (run / "checkpoints").is_dir() else run
+    root = RunDir(run).checkpoints if RunDir(run).checkpoints.is_dir() else run
     ckpts = CheckpointDir(root)
     steps = ckpts.steps()
     if not steps:

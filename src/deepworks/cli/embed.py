@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 from pathlib import Path
 
 import numpy as np
@@ -37,7 +36,8 @@ def embed(
 ) -> None:
     """Write the latent codes of a run's encoder for DATA to a CSV and a 2-D scatter PNG."""
     from deepworks.errors import ConfigError
-    from deepworks.run import load_run, load_run_config
+    from deepworks.run import load_run
+    from deepworks.rundir import RunDir
 
     if inputs is not None and split is not None:
         raise ConfigError(f"give DATA or --split, not both (got {inputs} and --split {split})")
@@ -49,15 +49,14 @@ def embed(
         raise ConfigError(f"--out {output}: give a .csv file name (the plot goes next to it)")
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"--checkpoint {checkpoint!r}: choose best or last")
-    cfg = load_run_config(run)
-    _, model, _ = load_run(run, checkpoint)
+    run_dir = RunDir.open(run)
+    cfg, model, _ = load_run(run_dir, checkpoint)
     if not callable(getattr(model, "encode", None)):
         raise ConfigError(
             f"{run}: the run's model ({cfg.model.name}) has no encoder; deepworks embed needs "
             "a model with encode(), e.g. model: {name: autoencoder}"
         )
-    info_path = run / "data.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = run_dir.data_info()
     names = info.get("class_names")
     if split is not None:
         x, labels, ids = _split_inputs(cfg, split)
@@ -65,6 +64,7 @@ def embed(
         x, labels, ids = _file_inputs(inputs, info, cfg, label)
     codes = encode(model, x)
     _write(output, codes, labels, names, ids)
+    run_dir.record("embed", [output, output.with_suffix(".png")])
     where = f"{split} split" if split is not None else str(inputs)
     out.print(
         f"wrote {len(codes):,} codes of {codes.shape[1]} values ({where}) to {output} and the "

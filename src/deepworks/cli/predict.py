@@ -23,25 +23,24 @@ def predict(
     """Predict classes (with probabilities) or values for new inputs."""
     from deepworks.data.inputs import read_inputs
     from deepworks.errors import ConfigError
-    from deepworks.run import load_run_config
     from deepworks.run import predict as predict_run
+    from deepworks.rundir import RunDir
     from deepworks.utils import atomic_write_bytes, atomic_write_text
 
     if output is not None and output.suffix not in (".csv", ".json", ".npz"):
         raise ConfigError(f"--output {output}: use a .csv, .json or (masks) .npz file name")
-    cfg = load_run_config(run)
-    if cfg.task.name == "segmentation" and (output is None or output.suffix != ".npz"):
+    run_dir = RunDir.open(run)
+    cfg = run_dir.config()
+    if run_dir.task == "segmentation" and (output is None or output.suffix != ".npz"):
         raise ConfigError("segmentation predictions are masks: pass -o masks.npz")
-    info_path = run / "data.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
-    x, ids = read_inputs(inputs, info, cfg.data.kwargs)
-    preds, info = predict_run(run, x, which=checkpoint)
+    x, ids = read_inputs(inputs, run_dir.data_info(), cfg.data.kwargs)
+    preds, info = predict_run(run_dir, x, which=checkpoint)
     class_names = info.get("class_names")
     if output is not None and output.suffix == ".npz":
         buf = io.BytesIO()
         np.savez_compressed(buf, ids=np.asarray(ids), **preds)
         atomic_write_bytes(output, buf.getvalue())
-        _wrote(len(ids), output)
+        _wrote(len(ids), output, run_dir)
         return
     rows = []
     for i, sample in enumerate(ids):
@@ -63,7 +62,7 @@ def predict(
         rows = [{"id": "", "prediction": ""}]  # a header, nothing detected
     if output is not None and output.suffix == ".json":
         atomic_write_text(output, json.dumps(rows, indent=1))
-        _wrote(len(ids), output)
+        _wrote(len(ids), output, run_dir)
         return
     buf = io.StringIO()
     writer = csv.DictWriter(buf, fieldnames=list(rows[0]), lineterminator="\n")
@@ -71,7 +70,7 @@ def predict(
     writer.writerows(rows)
     if output is not None:
         atomic_write_text(output, buf.getvalue())
-        _wrote(len(ids), output)
+        _wrote(len(ids), output, run_dir)
     else:
         out.print(buf.getvalue(), end="", markup=False)
 
@@ -83,5 +82,7 @@ def _box_row(sample: str, det, class_names: list[str] | None) -> dict:
     return {"id": sample, "prediction": name, "score": round(score, 4)} | box
 
 
-def _wrote(n: int, output: Path) -> None:
+def _wrote(n: int, output: Path, run_dir) -> None:
+    """Say what was written; a file inside the run directory is recorded in its run.json."""
+    run_dir.record("predict", [output])
     out.print(f"wrote {n} prediction{'' if n == 1 else 's'} to {output}", markup=False)

@@ -85,6 +85,7 @@ def train(
     code 3; `deepworks train --resume RUN` continues it.
     """
     from deepworks.recipes import train as train_run
+    from deepworks.rundir import RunDir
 
     def warn(line: str) -> None:
         err.print(f"warning: {line}", markup=False)
@@ -120,5 +121,6 @@ def train(
         table = metrics_table(run.metrics, f"{run.config.name}: metrics", None, _PREFIXES, specs)
         out.print(table)
     out.print(f"run:    {run.dir}")
-    if (run.dir / "report.html").exists():
-        out.print(f"report: {run.dir / 'report.html'}")
+    report = RunDir(run.dir).report_path
+    if report.exists():
+        out.print(f"report: {report}")

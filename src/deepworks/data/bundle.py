@@ -4,20 +4,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 import torch
 
-TaskType = Literal[
-    "classification",
-    "regression",
-    "segmentation",
-    "detection",
-    "language_model",
-    "forecasting",
-    "seq2seq",
-]
+#: The kind of targets a dataset has: the name of the registered task (``deepworks list tasks``)
+#: that trains on them as they are, e.g. "classification", "regression", "segmentation",
+#: "detection", "language_model", "forecasting" or "seq2seq". The task registry is the list of
+#: names (tests/test_registry.py checks every built-in dataset against it).
+TaskType = str
 
 #: Task types whose targets are integer class indices (per sample, or per pixel).
 INTEGER_TARGETS = ("classification", "segmentation", "language_model", "seq2seq")

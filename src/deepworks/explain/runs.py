@@ -28,11 +28,25 @@ import torch
 
 from deepworks.errors import ConfigError, DataError
 from deepworks.explain.attributions import Attribution, Context, attribute
-from deepworks.registry import EXPLAINERS
+from deepworks.registry import EXPLAINERS, TASKS
+from deepworks.rundir import RunDir
 from deepworks.utils import atomic_write_bytes, atomic_write_text, csv_text
 
 SIGNED = {"ig", "input_x_gradient", "deeplift", "deeplift_shap", "occlusion", "kernel_shap", "lime"}
-TASK_TYPES = ("classification", "regression")
+
+
+def explainable_tasks() -> list[str]:
+    """The registered tasks whose models can be explained (``Task.explainable``)."""
+    return [name for name in TASKS.names() if getattr(TASKS.get(name), "explainable", False)]
+
+
+def check_explainable(run_dir: Path, task: Any, command: str = "deepworks explain") -> None:
+    """A one-line ConfigError unless the run's task declares its model explainable."""
+    if not getattr(task, "explainable", False):
+        raise ConfigError(
+            f"{run_dir}: {command} works on runs of the {', '.join(explainable_tasks())} tasks "
+            f"(one score per class or one value per input), not {task.name}"
+        )
 
 
 @dataclass
@@ -67,22 +81,17 @@ def load(run_dir: str | Path, checkpoint: str = "best") -> Loaded:
     """Load a run's model and its data split; one-line errors for what cannot be explained."""
     from deepworks.run import build_data, load_run
 
-    run_dir = Path(run_dir)
     if checkpoint not in ("best", "last"):
         raise ConfigError(f"--checkpoint {checkpoint!r}: choose best or last")
-    cfg, model, _task = load_run(run_dir, checkpoint)
+    run = RunDir.open(run_dir)
+    cfg, model, task = load_run(run, checkpoint)
+    check_explainable(run.path, task)
     data = build_data(cfg)
-    if data.task_type not in TASK_TYPES:
-        raise ConfigError(
-            f"{run_dir}: deepworks explain explains classification and regression runs, "
-            f"not {data.task_type}"
-        )
-    info_path = run_dir / "data.json"
-    info = json.loads(info_path.read_text()) if info_path.is_file() else {}
+    info = run.data_info()
     info.setdefault("scaler", data.scaler)
     info.setdefault("input_shape", list(data.input_shape))
     model.eval()
-    return Loaded(run_dir, model, data, info, cfg.seed)
+    return Loaded(run.path, model, data, info, cfg.seed)
 
 
 def _split_tensors(split: Any, n: int | None) -> tuple[torch.Tensor, torch.Tensor]:
@@ -168,7 +177,7 @@ def _outputs(run: Loaded, x: torch.Tensor) -> tuple[np.ndarray, np.ndarray | Non
 
 
 def _out_dir(run: Loaded, name: str, out: str | Path | None) -> Path:
-    return Path(out) if out is not None else run.dir / "explain" / name
+    return Path(out) if out is not None else RunDir(run.dir).explain_dir(name)
 
 
 def _npy(array: np.ndarray) -> bytes:
@@ -222,9 +231,12 @@ def explain_run(
         lines = _per_input_files(run, result, x, labels, ids, pred, prob, files)
     meta = {"method": method, "options": options or {}, "split": split, "target": target}
     meta |= {"checkpoint": checkpoint, "inputs": len(x), "seed": seed}
+    from deepworks.run import graded_info
+
+    meta["graded"] = graded_info(run.dir, checkpoint)  # the step and epoch of those weights
     meta["info"] = {k: v for k, v in result.info.items() if not isinstance(v, torch.Tensor)}
     files["explain.json"] = json.dumps(meta, indent=1, default=str)
-    return _write(folder, files, lines)
+    return _write(run, folder, files, lines)
 
 
 def _per_input_files(run, result: Attribution, x, labels, ids, pred, prob, files) -> list[str]:
@@ -360,7 +372,7 @@ def sanity_run(
         ),
     }  # fmt: skip
     name = f"sanity_{method}" if mode == "cascading" else f"sanity_{method}_{mode}"
-    return _write(_out_dir(run, name, out), files, lines)
+    return _write(run, _out_dir(run, name, out), files, lines)
 
 
 def visualize_run(
@@ -421,13 +433,15 @@ def visualize_run(
             image_grid(list(images), titles, title_color="#1f2937")
         )
     name = "activation_max" if layer is None else f"activation_max_{layer}"
-    return _write(_out_dir(run, name, out), files, lines)
+    return _write(run, _out_dir(run, name, out), files, lines)
 
 
-def _write(folder: Path, files: dict[str, bytes | str], lines: list[str]) -> Written:
+def _write(run: Loaded, folder: Path, files: dict[str, bytes | str], lines: list[str]) -> Written:
+    """Write every file (all computed already), then record them in the run's manifest."""
     for name, content in files.items():
         if isinstance(content, str):
             atomic_write_text(folder / name, content)
         else:
             atomic_write_bytes(folder / name, content)
+    RunDir(run.dir).record("explain", [folder / name for name in files])
     return Written(folder, sorted(files), lines)

@@ -28,6 +28,7 @@ from deepworks.data.bundle import DataBundle, Split
 from deepworks.errors import CheckpointError, ConfigError
 from deepworks.models.dbn import to_visible, visible_range
 from deepworks.models.rbm import RBM
+from deepworks.rundir import CHECKPOINTS
 from deepworks.tasks.rbm import RBMTask
 from deepworks.train.checkpoint import CheckpointDir
 from deepworks.train.trainer import Trainer
@@ -116,9 +117,9 @@ def _stage_config(p: dict[str, Any], config: TrainConfig | None, has_val: bool) 
 
 def _stage_checkpoint(stage_dir: Path | None) -> Path | None:
     """The newest valid checkpoint of an interrupted (or finished) stage, if any."""
-    if stage_dir is None or not (stage_dir / "checkpoints").is_dir():
+    if stage_dir is None or not (stage_dir / CHECKPOINTS).is_dir():
         return None
     try:
-        return CheckpointDir(stage_dir / "checkpoints").newest_valid()
+        return CheckpointDir(stage_dir / CHECKPOINTS).newest_valid()
     except CheckpointError:
         return None

@@ -56,7 +56,7 @@ class Supervised(Recipe):
 
     def check_resume(self, config: RunConfig, run_dir: Path, context: RunContext) -> None:
         try:
-            self.checkpoint = CheckpointDir(run_dir / "checkpoints").newest_valid(context.warn)
+            self.checkpoint = CheckpointDir(RunDir(run_dir).checkpoints).newest_valid(context.warn)
         except CheckpointError:
             if not (run_dir / "pretrain").is_dir():
                 raise

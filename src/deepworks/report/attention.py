@@ -32,10 +32,11 @@ from deepworks.report import plots
 from deepworks.report.markup import esc, figure
 from deepworks.report.run_files import RunFiles
 from deepworks.report.sections import register_sections
+from deepworks.rundir import ATTENTION
 
 __all__ = ["FILE", "attention_grid", "save_attention_maps", "sections"]
 
-FILE = "attention.npz"
+FILE = ATTENTION
 MAX_LAYERS, MAX_HEADS, MAX_LEN = 6, 8, 128
 MAX_LABELLED = 40  # label every tick with its token up to this many positions
 

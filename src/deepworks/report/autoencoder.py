@@ -26,8 +26,8 @@ from deepworks.report.markup import esc, figure
 from deepworks.report.run_files import RunFiles, read_npz
 from deepworks.report.sections import register_sections
 from deepworks.report.style import TRAIN, VAL
+from deepworks.rundir import RECONSTRUCTIONS
 
-RECONSTRUCTIONS = "reconstructions.npz"
 MAX_POINTS = 3000  # points in a latent scatter
 
 

@@ -30,6 +30,7 @@ from deepworks.report.markup import esc, figure, fmt, table
 from deepworks.report.run_files import RunFiles, read_npz
 from deepworks.report.sections import register_sections
 from deepworks.report.style import ACCENT, TRAIN, VAL, WRONG
+from deepworks.rundir import SAMPLES
 
 MAX_EPOCH_ROWS = 6  # rows of the samples-over-training figure (first, ..., last epoch)
 PROGRESS_COLS = 10
@@ -144,7 +145,7 @@ def _sample_grid(
 
 def _epoch_files(run_dir: Path) -> list[tuple[int, Path]]:
     found = []
-    for p in (run_dir / "samples").glob("epoch-*.npy"):
+    for p in (run_dir / SAMPLES).glob("epoch-*.npy"):
         m = re.fullmatch(r"epoch-(\d+)\.npy", p.name)
         if m:
             found.append((int(m.group(1)), p))
@@ -177,7 +178,7 @@ def _progress(run: RunFiles) -> str:
 
 
 def _samples(run: RunFiles, split: str) -> str:
-    arrays = read_npz(run.run_dir / "samples" / "final.npz")
+    arrays = read_npz(run.run_dir / SAMPLES / "final.npz")
     if "grid" not in arrays or "labels" not in arrays:
         return ""
     grid, labels, lerp = arrays["grid"], arrays["labels"], arrays.get("interpolation")

@@ -26,6 +26,7 @@ from matplotlib.figure import Figure
 from deepworks.report.markup import esc, figure, fmt, table
 from deepworks.report.sections import register_sections
 from deepworks.report.style import ACCENT, TRAIN, VAL, WRONG, new_figure, report_style
+from deepworks.rundir import ATTACKS, ROBUSTNESS
 
 COLORS = (TRAIN, VAL, ACCENT, WRONG, "#a855f7", "#14b8a6")
 
@@ -55,12 +56,12 @@ def _read(path: Path) -> dict[str, Any] | None:
 def _curves(run_dir: Path) -> list[tuple[str, list[float], list[float], Path | None]]:
     """(label, eps, accuracy, examples.png or None) of every curve the run directory holds."""
     curves = []
-    task = _read(run_dir / "robustness.json")
+    task = _read(run_dir / ROBUSTNESS)
     if task and task.get("curve"):
         label = f"PGD-{task.get('steps', '')}, measured after training"
         points = [(p["eps"], p["accuracy"]) for p in task["curve"]]
         curves.append((label, [e for e, _ in points], [a for _, a in points], None))
-    for results in sorted((run_dir / "attacks").glob("*/results.json")):
+    for results in sorted((run_dir / ATTACKS).glob("*/results.json")):
         res = _read(results)
         if not res or not res.get("results"):
             continue

@@ -29,10 +29,10 @@ from deepworks.report.markup import figure
 from deepworks.report.run_files import RunFiles
 from deepworks.report.sections import register_sections
 from deepworks.report.style import GRID
+from deepworks.rundir import CHECKPOINTS, FEATURE_MAPS, RunDir
 
 MAX_FILTERS = 64
 MAX_MAPS = 32
-FEATURE_MAPS = "feature_maps.npz"
 
 
 @register_sections("vision", order=10)
@@ -90,7 +90,7 @@ def first_conv_weight(
     path = next(
         (
             p
-            for p in (run_dir / "checkpoints" / c / "model.safetensors" for c in ("best", "last"))
+            for p in (run_dir / CHECKPOINTS / c / "model.safetensors" for c in ("best", "last"))
             if p.is_file()
         ),
         None,
@@ -135,10 +135,9 @@ def _first_conv_name(config: dict[str, Any] | None) -> str | None:
 
 
 def _input_channels(run_dir: Path) -> int | None:
-    import json
 
     try:
-        shape = json.loads((run_dir / "data.json").read_text()).get("input_shape")
+        shape = RunDir(run_dir).data_info().get("input_shape")
     except (OSError, ValueError, AttributeError):
         return None
     return int(shape[0]) if isinstance(shape, list) and len(shape) == 3 else None

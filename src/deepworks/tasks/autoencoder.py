@@ -46,6 +46,7 @@ from deepworks.data.bundle import DataBundle, Split
 from deepworks.errors import ConfigError
 from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
+from deepworks.rundir import RECONSTRUCTIONS
 from deepworks.tasks.base import Task
 from deepworks.utils import atomic_write_bytes
 
@@ -320,7 +321,7 @@ class Autoencoder(Task):
             arrays["denoised"] = model(arrays["noisy"]).float()
         buf = io.BytesIO()
         np.savez_compressed(buf, **{k: v.cpu().numpy() for k, v in arrays.items()})
-        atomic_write_bytes(Path(run_dir) / "reconstructions.npz", buf.getvalue())
+        atomic_write_bytes(Path(run_dir) / RECONSTRUCTIONS, buf.getvalue())
 
 
 @register_task("anomaly_detection")

@@ -55,6 +55,7 @@ from deepworks.evaluate.generative import SAMPLE_QUALITY_METRICS
 from deepworks.evaluate.specs import MetricSpec
 from deepworks.optim import OptimizerSet
 from deepworks.registry import CALLBACKS, register_task
+from deepworks.rundir import SAMPLES
 from deepworks.tasks.base import Diverged, Task
 
 #: Columns of the per-step statistics vector (``training_step``'s outputs).
@@ -423,7 +424,7 @@ class GANTask(Task):
         with torch.no_grad():
             lerp = model.generate(z.to(device), None if y is None else y.to(device))
         model.train(was_training)
-        out = Path(run_dir) / "samples"
+        out = Path(run_dir) / SAMPLES
         out.mkdir(parents=True, exist_ok=True)
         np.savez_compressed(
             out / "final.npz",

@@ -51,12 +51,13 @@ from deepworks.data.bundle import DataBundle, Split
 from deepworks.errors import ConfigError
 from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
+from deepworks.rundir import RBM_PICTURES
 from deepworks.tasks.base import Task
 from deepworks.utils import atomic_write_bytes
 
 EVAL_SEED = 1234
 TRAIN_REFERENCE = 1024  # training samples whose free energy the gap compares against
-PICTURES = "rbm.npz"
+PICTURES = RBM_PICTURES
 
 
 @register_task("rbm")

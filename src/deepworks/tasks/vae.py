@@ -42,11 +42,12 @@ from deepworks.errors import ConfigError
 from deepworks.evaluate.generative import SAMPLE_QUALITY_METRICS
 from deepworks.evaluate.specs import MetricSpec
 from deepworks.registry import register_task
+from deepworks.rundir import VAE_PICTURES
 from deepworks.tasks.base import Task
 from deepworks.utils import atomic_write_bytes
 
 #: File with the report's pictures (prior samples, interpolations, reconstructions).
-PICTURES = "vae_pictures.npz"
+PICTURES = VAE_PICTURES
 
 
 def kl_divergence(mu: torch.Tensor, logvar: torch.Tensor) -> torch.Tensor:

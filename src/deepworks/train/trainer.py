@@ -34,6 +34,7 @@ from deepworks.data.batching import make_loader
 from deepworks.data.bundle import DataBundle, LazySplit, Split
 from deepworks.errors import CheckpointError, ConfigError, DeepworksError
 from deepworks.registry import CALLBACKS, TASKS
+from deepworks.rundir import CHECKPOINTS
 from deepworks.tasks.base import Diverged, Task
 from deepworks.train.callbacks import (
     EMA,
@@ -507,7 +508,7 @@ class Trainer:
     def _diverged(self, what: str) -> None:
         """The task found training beyond repair: stop (or raise, per ``on_nonfinite``) with a
         message naming the last good checkpoint."""
-        last = self.run_dir / "checkpoints" / "last" if self.run_dir is not None else None
+        last = self.run_dir / CHECKPOINTS / "last" if self.run_dir is not None else None
         kept = (
             f"the last good checkpoint is {last.resolve()}"
             if last is not None and last.exists()

@@ -21,6 +21,7 @@ from torch import nn
 
 from deepworks.errors import CheckpointError
 from deepworks.optim import backbone_param_groups, split_parameters
+from deepworks.rundir import CHECKPOINTS
 
 __all__ = [
     "backbone_modules",
@@ -60,7 +61,7 @@ def load_backbone(model: nn.Module, source: str | Path) -> list[str]:
 
     source = Path(source)
     ckpt = source
-    for candidate in (source / "checkpoints" / "best", source / "checkpoints" / "last"):
+    for candidate in (source / CHECKPOINTS / "best", source / CHECKPOINTS / "last"):
         if candidate.exists():
             ckpt = candidate
             break

@@ -6,6 +6,7 @@ from pathlib import Path
 from typing import Any
 
 from deepworks.registry import register_callback
+from deepworks.rundir import CHECKPOINTS
 from deepworks.train.callbacks.base import Callback, improved, resolve_mode
 from deepworks.train.checkpoint import CheckpointDir
 
@@ -46,7 +47,7 @@ class ModelCheckpoint(Callback):
     def on_train_start(self, trainer) -> None:
         self.mode = resolve_mode(self.monitor, self.mode, trainer.task, "train.checkpoint.monitor")
         if trainer.run_dir is not None:
-            self.dir = CheckpointDir(Path(trainer.run_dir) / "checkpoints", self.keep_last)
+            self.dir = CheckpointDir(Path(trainer.run_dir) / CHECKPOINTS, self.keep_last)
 
     def save(self, trainer, best: bool = False) -> Path | None:
         """Save now (also used by the Trainer when a signal asks it to stop)."""

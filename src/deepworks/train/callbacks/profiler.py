@@ -29,6 +29,7 @@ import torch
 from torch.profiler import ProfilerActivity, profile, schedule
 
 from deepworks.registry import register_callback
+from deepworks.rundir import PROFILE
 from deepworks.train.callbacks.base import Callback
 
 REGIONS = ("forward", "backward", "optimizer")
@@ -80,7 +81,7 @@ class Profiler(Callback):
         self.steps, self.step_times = 0, []
         self.last = time.perf_counter()
         run_dir = getattr(trainer, "run_dir", None)
-        default = Path(run_dir) / "profile" if run_dir is not None else None
+        default = Path(run_dir) / PROFILE if run_dir is not None else None
         self.path = Path(self.out_dir) if self.out_dir else default
 
     def on_batch_end(self, trainer, loss: torch.Tensor) -> None:
