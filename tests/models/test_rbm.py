@@ -160,6 +160,6 @@ def test_gibbs_chains_sample_the_exact_distribution():
 def test_bad_sizes_are_one_line_errors():
     from deepworks.errors import ConfigError
 
-    with pytest.raises(ConfigError, match="hidden must be >= 1") as info:
+    with pytest.raises(ConfigError, match=r"hidden: 0 is out of range \(must be >= 1\)") as info:
         create_model("rbm", in_features=64, hidden=0)
     assert "\n" not in str(info.value)
