@@ -76,7 +76,7 @@ class VAE(Model):
         image_size: Sequence[PositiveInt] | None = None,
         num_classes: PositiveInt | None = None,
         kind: str = "dense",
-        latent_dim: PositiveInt = 8,
+        latent_dim: int = 8,  # the model checks 1 <= latent_dim < its input size
         hidden: Sequence[PositiveInt] = (256, 128),
         channels: Sequence[PositiveInt] = (32, 64),
         conditional: bool = False,
