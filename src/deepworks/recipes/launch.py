@@ -8,6 +8,7 @@ finished / failed / interrupted), runs the recipe's outer loop and writes the re
 
 from __future__ import annotations
 
+import contextlib
 from pathlib import Path
 from typing import Any
 
@@ -66,15 +67,19 @@ def train(
     else:
         if out is not None:
             cfg.out = str(out)
+        made_out = not Path(cfg.out).exists()
         rundir = RunDir.create(cfg.out, cfg.name)
     rundir.write_text(CONFIG, dump_config(cfg))
     rundir.write_manifest(recipe=cfg.recipe, task=_task_name(cfg), resumed=context.resume)
     try:
         result = recipe.run(cfg, rundir.path, context)
     except BaseException as exc:
-        if rundir.path.is_dir():  # a run that failed while setting up is removed
+        if rundir.path.is_dir():
             error = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
             rundir.update_manifest(status=_status(exc), error=error, files=_written(rundir))
+        elif not context.resume and made_out:  # the recipe removed a run that never started
+            with contextlib.suppress(OSError):
+                rundir.path.parent.rmdir()  # and the output folder made for it, if still empty
         raise
     _write_report(rundir.path, recipe)
     rundir.update_manifest(

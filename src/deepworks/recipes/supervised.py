@@ -61,7 +61,8 @@ class Supervised(Recipe):
             if not (run_dir / "pretrain").is_dir():
                 raise
             # stopped during layer-wise pretraining: its finished stages are picked up again
-            context.tell(f"no checkpoint yet: continuing the pretraining in {run_dir}/pretrain")
+            line = f"no checkpoint yet: continuing the pretraining in {run_dir / 'pretrain'}"
+            context.tell(line, warning=True)
             return
         info = checkpoint_info(self.checkpoint)
         done = info.get("epoch", 0) + (1 if info.get("epoch_done") else 0)
