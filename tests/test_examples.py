@@ -14,6 +14,12 @@ from pathlib import Path
 import pytest
 import yaml
 
+import deepworks.recipes  # noqa: F401  (registers the recipes)
+from deepworks.evaluate.specs import find, merge
+from deepworks.registry import RECIPES, TASKS
+from deepworks.rundir import RunDir
+from deepworks.train.specs import run_metrics
+
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 TINY = ["--set", "train.epochs=1", "--set", "train.batch_size=256", "-q"]
@@ -104,6 +110,23 @@ def test_there_are_examples():
     assert EXAMPLES
 
 
+@pytest.mark.parametrize("task", TASKS.names())
+def test_every_task_is_trained_by_an_example(task):
+    """So that every task's emitted metrics are checked against its specs below."""
+    names = {(config_of(e).get("task") or {}).get("name", "classification") for e in EXAMPLES}
+    assert task in names, f"no examples/*.yaml trains the {task} task"
+
+
+def undeclared_metrics(run: Path) -> list[str]:
+    """Keys of metrics.json and history.csv that no spec declares (the task's, the recipe's,
+    the loop's and the callbacks')."""
+    rd = RunDir(run)
+    recipe = (rd.manifest() or {}).get("recipe") or "supervised"
+    specs = merge(getattr(RECIPES.get(recipe), "metrics", ()), run_metrics(rd.task))
+    keys = set(rd.metrics() or {}) | {k for row in rd.history() or [] for k in row}
+    return sorted(k for k in keys if find(k, specs) is None)
+
+
 @pytest.mark.parametrize("stem", example_params())
 def test_example_trains(example_runs, stem):
     result, out = example_runs[stem]
@@ -115,4 +138,5 @@ def test_example_trains(example_runs, stem):
     metrics = json.loads((runs[0] / "metrics.json").read_text())
     shown = [k for k in metrics if k.startswith("test/") and k in result.stdout]
     assert shown, result.stdout  # the test metrics are printed
+    assert not undeclared_metrics(runs[0]), f"metrics without a spec (Task.metrics): {stem}"
     assert (runs[0] / "report.html").is_file()

@@ -23,6 +23,7 @@ CLASSIFICATION = Classification.metrics
         ("test/top3_accuracy", "test", "top3_accuracy"),
         ("best/val/f1_macro", "best/val", "f1_macro"),
         ("best/epoch", "best", "epoch"),
+        ("graded/step", "graded", "step"),
         ("lr/group1", "", "lr/group1"),
         ("accuracy", "", "accuracy"),
     ],
@@ -138,7 +139,29 @@ def test_every_task_declares_loss_and_a_headline(name):
 
 def test_run_metrics_add_the_loop_and_the_callbacks():
     specs = run_metrics("classification")
-    for key in ("epoch", "time", "lr", "lr/group1", "train/samples_per_s", "best/epoch"):
+    for key in (
+        "epoch",
+        "time",
+        "lr",
+        "lr/group1",
+        "train/samples_per_s",
+        "best/epoch",
+        "graded/step",
+    ):
         assert find(key, specs) is not None, key
     assert find("val/accuracy", specs).direction == "max"
     assert [s.name for s in run_metrics("no_such_task")][0] == "loss"
+
+
+def test_an_undeclared_monitor_fails_before_a_run_directory_is_made(cli, tiny_config, tmp_path):
+    out = tmp_path / "out"
+    bad = "train.early_stopping={monitor: val/acuracy}"
+    result = cli("train", tiny_config, "--out", out, "--set", bad)
+    assert result.rc == 2, str(result)
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in result.output
+    assert (
+        "train.early_stopping.monitor: 'val/acuracy' is not a metric of the classification task; "
+        "did you mean 'val/accuracy'? (choices: val/accuracy, val/f1_macro" in lines[0]
+    )
+    assert not out.exists() or not any(out.iterdir())  # no run directory

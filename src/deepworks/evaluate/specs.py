@@ -28,8 +28,11 @@ from dataclasses import dataclass
 
 from deepworks.errors import ConfigError, close_match
 
-#: Split prefixes a metric name may carry (``best/val/accuracy``: the best epoch's value).
+#: Split prefixes a metric name may carry.
 SPLITS = ("train", "val", "test")
+#: Prefixes before a split: ``best/val/accuracy`` (the best epoch's value), ``best/epoch`` and
+#: ``graded/step`` (the step of the checkpoint a run is graded on).
+QUALIFIERS = ("best", "graded")
 DIRECTIONS = ("max", "min", None)
 
 _WORDS = {
@@ -129,10 +132,11 @@ def default_label(leaf: str) -> str:
 def split_name(key: str) -> tuple[str, str]:
     """(prefix, name) of a logged key: ``val/f1_macro`` -> ("val", "f1_macro"),
     ``best/val/accuracy`` -> ("best/val", "accuracy"), ``best/epoch`` -> ("best", "epoch"),
-    ``lr`` -> ("", "lr"). Only split prefixes count, so ``lr/group0`` keeps its slash."""
+    ``graded/step`` -> ("graded", "step"), ``lr`` -> ("", "lr"). Only split prefixes and
+    qualifiers count, so ``lr/group0`` keeps its slash."""
     parts = key.split("/")
     prefix = []
-    if parts[0] == "best" and len(parts) > 1:
+    if parts[0] in QUALIFIERS and len(parts) > 1:
         prefix.append(parts.pop(0))
     if parts[0] in SPLITS and len(parts) > 1:
         prefix.append(parts.pop(0))
