@@ -1,7 +1,8 @@
 """Shared fixtures: a runner for the real ``deepworks`` script and small trained run directories.
 
-Starting the CLI costs about 3-4 s of imports (torch, scikit-learn, matplotlib), which would make
-the ~60 CLI invocations of the test suite take minutes on a 2-core CI machine. So the ``cli``
+A command that trains or reads a run costs about 3-4 s of imports (torch, scikit-learn,
+matplotlib), which would make the ~60 CLI invocations of the test suite take minutes on a 2-core
+CI machine. So the ``cli``
 fixture executes the *installed* ``deepworks`` script in a forked child of a server process that
 has already imported the package: every command still runs in its own process, through the real
 script file, with its own stdout, stderr and exit code, but without paying for the imports again.
@@ -99,8 +100,15 @@ SERVER = textwrap.dedent(
     r"""
     import json, os, runpy, select, signal, sys, time, traceback
     script = sys.argv[1]
-    import deepworks.cli  # noqa: F401  the expensive imports, done once
-    for warm in ("torch._dynamo", "matplotlib.pyplot", "deepworks.report"):
+    import deepworks.cli
+    from deepworks.registry import REGISTRIES
+    # the expensive imports, done once (the CLI itself imports them only as a command needs them)
+    for registry in REGISTRIES.values():
+        registry.load()
+    for module, _ in deepworks.cli.commands().values():
+        __import__(f"deepworks.cli.{module}")
+    for warm in ("torch._dynamo", "matplotlib.pyplot", "deepworks.report", "deepworks.run",
+                 "deepworks.audit", "deepworks.robust.evaluate", "deepworks.explain.runs"):
         try:
             __import__(warm)
         except Exception:

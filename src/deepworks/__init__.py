@@ -9,18 +9,90 @@ Example:
     ...     model, data, task="classification")
 """
 
-from deepworks import data, explain, models, robust, tasks, train  # noqa: F401  (registries)
-from deepworks.config import RunConfig, TrainConfig, load_config
-from deepworks.data import DataBundle, load_dataset
-from deepworks.errors import ConfigError, DataError, DeepworksError
-from deepworks.models import Model, create_model, list_models
-from deepworks.recipes import RunResult as Run
-from deepworks.recipes import train as train  # noqa: F811  (the function shadows the subpackage)
-from deepworks.recipes.crossval import crossval
-from deepworks.registry import REGISTRIES
-from deepworks.run import evaluate, load_run, predict
-from deepworks.tasks import Task
-from deepworks.train import Trainer
+from __future__ import annotations
+
+import importlib
+import sys
+import types
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:  # what the names below are, for readers and type checkers
+    from deepworks.config import RunConfig, TrainConfig, load_config
+    from deepworks.data import DataBundle, load_dataset
+    from deepworks.errors import ConfigError, DataError, DeepworksError
+    from deepworks.models import Model, create_model, list_models
+    from deepworks.recipes import RunResult as Run
+    from deepworks.recipes.crossval import crossval
+    from deepworks.registry import REGISTRIES
+    from deepworks.run import evaluate, load_run, predict
+    from deepworks.tasks import Task
+    from deepworks.train import Trainer
+
+#: The public API: name -> (module, attribute). Each is imported on first use, so that
+#: ``import deepworks`` (and ``deepworks --help``) costs no torch; the registries fill themselves
+#: (``deepworks.registry``), so nothing needs importing up front.
+API: dict[str, tuple[str, str]] = {
+    "REGISTRIES": ("deepworks.registry", "REGISTRIES"),
+    "ConfigError": ("deepworks.errors", "ConfigError"),
+    "DataBundle": ("deepworks.data", "DataBundle"),
+    "DataError": ("deepworks.errors", "DataError"),
+    "DeepworksError": ("deepworks.errors", "DeepworksError"),
+    "Model": ("deepworks.models", "Model"),
+    "Run": ("deepworks.recipes", "RunResult"),
+    "RunConfig": ("deepworks.config", "RunConfig"),
+    "Task": ("deepworks.tasks", "Task"),
+    "TrainConfig": ("deepworks.config", "TrainConfig"),
+    "Trainer": ("deepworks.train", "Trainer"),
+    "create_model": ("deepworks.models", "create_model"),
+    "crossval": ("deepworks.recipes.crossval", "crossval"),
+    "evaluate": ("deepworks.run", "evaluate"),
+    "list_models": ("deepworks.models", "list_models"),
+    "load_config": ("deepworks.config", "load_config"),
+    "load_dataset": ("deepworks.data", "load_dataset"),
+    "load_run": ("deepworks.run", "load_run"),
+    "predict": ("deepworks.run", "predict"),
+    "train": ("deepworks.recipes", "train"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    """A name of the API, or a subpackage (``deepworks.models``), imported when first used."""
+    if name in API:
+        module, attribute = API[name]
+        value = getattr(importlib.import_module(module), attribute)
+        if name != "train":  # see _Package.train
+            globals()[name] = value
+        return value
+    if not name.startswith("__"):
+        try:
+            return importlib.import_module(f"{__name__}.{name}")
+        except ModuleNotFoundError as exc:
+            if exc.name != f"{__name__}.{name}":
+                raise
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(API))
+
+
+class _Package(types.ModuleType):
+    """``deepworks.train`` is the function ``train``, as it always was, though a subpackage of
+    that name exists: importing the subpackage binds it on this module, which is ignored here
+    (the subpackage stays importable as ``deepworks.train.*``)."""
+
+    @property
+    def train(self):
+        from deepworks.recipes import train
+
+        return train
+
+    @train.setter
+    def train(self, subpackage: types.ModuleType) -> None:
+        pass
+
+
+sys.modules[__name__].__class__ = _Package
 
 __version__ = "0.1.0"
 

@@ -7,10 +7,16 @@ Models, datasets, tasks, losses, optimizers, schedulers and callbacks all regist
 
 Configs and the CLI refer to those names, ``deepworks list models`` prints them, and the tests are
 parametrized over the registries so that a newly registered component is tested at once.
+
+A registry fills itself: each names the package whose modules register into it (its ``home``,
+e.g. ``deepworks.models``) and imports that package on its first look-up, so a name can be
+looked up whatever was imported before, and ``import deepworks`` needs to import nothing heavy.
+``deepworks list`` reads the names from the source instead (:mod:`deepworks.catalog`).
 """
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import types
 import typing
@@ -35,12 +41,23 @@ class Registry:
 
     Args:
         kind: What the entries are, singular with article ("a model"), used in error messages.
+        home: The package whose modules register the entries, imported on the first look-up
+            (None: whoever registers has been imported by then).
     """
 
-    def __init__(self, kind: str):
+    def __init__(self, kind: str, home: str | None = None):
         self.kind = kind
+        self.home = home
+        self._loaded = home is None
         self._entries: dict[str, Callable[..., Any]] = {}
         self._descriptions: dict[str, str] = {}
+
+    def load(self) -> Registry:
+        """Import the home package once, so that every entry has registered."""
+        if not self._loaded:
+            self._loaded = True  # first: the home's own modules may look names up as they load
+            importlib.import_module(self.home)
+        return self
 
     def register(self, name: str, description: str | None = None) -> Callable:
         """Decorator that registers a factory under ``name``."""
@@ -57,6 +74,7 @@ class Registry:
 
     def get(self, name: str, where: str = "") -> Callable[..., Any]:
         """The factory registered under ``name``; a one-line error with a close match if none."""
+        self.load()
         if name not in self._entries:
             raise ConfigError(unknown_choice(self.kind, name, self._entries, where))
         return self._entries[name]
@@ -76,7 +94,7 @@ class Registry:
             raise ConfigError(f"{where or name}: {exc}") from exc
 
     def names(self) -> list[str]:
-        return sorted(self._entries)
+        return sorted(self.load()._entries)
 
     def items(self) -> Iterator[tuple[str, str]]:
         """(name, one-line description) pairs, sorted by name."""
@@ -84,10 +102,10 @@ class Registry:
             yield name, self._descriptions[name]
 
     def __contains__(self, name: object) -> bool:
-        return name in self._entries
+        return name in self.load()._entries
 
     def __len__(self) -> int:
-        return len(self._entries)
+        return len(self.load()._entries)
 
 
 def init_chain(factory: Callable) -> list[Callable]:
@@ -243,17 +261,17 @@ def _number(v: Any) -> str:
     return f"{v:g}" if isinstance(v, float) else str(v)
 
 
-MODELS = Registry("a model")
-DATASETS = Registry("a dataset")
-TASKS = Registry("a task")
-LOSSES = Registry("a loss")
-OPTIMIZERS = Registry("an optimizer")
-SCHEDULERS = Registry("a scheduler")
-CALLBACKS = Registry("a callback")
-AUGMENTATIONS = Registry("an augmentation")
-ATTACKS = Registry("an attack")
-EXPLAINERS = Registry("an attribution method")
-RECIPES = Registry("a recipe")
+MODELS = Registry("a model", "deepworks.models")
+DATASETS = Registry("a dataset", "deepworks.data")
+TASKS = Registry("a task", "deepworks.tasks")
+LOSSES = Registry("a loss", "deepworks.train.losses")
+OPTIMIZERS = Registry("an optimizer", "deepworks.train.optimizers")
+SCHEDULERS = Registry("a scheduler", "deepworks.train.schedulers")
+CALLBACKS = Registry("a callback", "deepworks.train.callbacks")
+AUGMENTATIONS = Registry("an augmentation", "deepworks.data.augment")
+ATTACKS = Registry("an attack", "deepworks.attacks")
+EXPLAINERS = Registry("an attribution method", "deepworks.explain")
+RECIPES = Registry("a recipe", "deepworks.recipes")
 
 register_model = MODELS.register
 register_dataset = DATASETS.register

@@ -23,14 +23,16 @@ def list_(
 
     if kind not in REGISTRIES:
         raise ConfigError(unknown_choice("a registry", kind, REGISTRIES, "deepworks list"))
-    if verbose:
+    if verbose:  # the options come from the factories themselves: the registries are loaded
         from deepworks.cli.describe import print_entries
 
         print_entries(kind)
         return
+    from deepworks.catalog import entries  # names read from the source: no torch to import
+
     table = Table(title=kind, title_justify="left")
     table.add_column("name", style="bold")
     table.add_column("description")
-    for name, description in REGISTRIES[kind].items():
+    for name, description in entries(kind):
         table.add_row(name, description)
     out.print(table)
