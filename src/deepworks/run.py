@@ -2,7 +2,8 @@
 
 ``deepworks train`` (the ``supervised`` recipe, ``deepworks.recipes``) makes the run directory;
 ``evaluate``, ``predict``, ``sample``, ``explain``, ``attack``, ``audit`` and ``embed`` rebuild
-its identical data split and its model from it with the functions here.
+its identical data split and its model from it with the functions here, and a later run takes
+its backbone from it (:func:`load_backbone`, ``model.pretrained``).
 
 ``runs/<name>/`` holds ``config.yaml`` (resolved, including the model's inferred sizes),
 ``data.json``, ``model.txt``, ``history.csv``/``.json``, ``metrics.json`` (flat keys such as
@@ -28,7 +29,7 @@ from deepworks.errors import CheckpointError, DeepworksError
 from deepworks.generate import sample_text
 from deepworks.models.base import Model
 from deepworks.registry import MODELS, TASKS, accepted_kwargs
-from deepworks.rundir import EVALUATION, PREDICTIONS, RunDir
+from deepworks.rundir import CHECKPOINTS, EVALUATION, PREDICTIONS, RunDir
 from deepworks.tasks.base import Task
 from deepworks.train.checkpoint import (
     checkpoint_info,
@@ -176,6 +177,37 @@ def load_run(run_dir: str | Path | RunDir, which: str = "best") -> tuple[RunConf
     task = build_task(cfg)
     task.load_state(run.task_state())
     return cfg, model, task
+
+
+def load_backbone(model: torch.nn.Module, source: str | Path) -> list[str]:
+    """Load every backbone tensor of ``source`` (a run directory or checkpoint folder) whose
+    name and shape match ``model``; returns the names loaded. The head stays as it is."""
+    source = Path(source)
+    ckpt = source
+    for candidate in (source / CHECKPOINTS / "best", source / CHECKPOINTS / "last"):
+        if candidate.exists():
+            ckpt = candidate
+            break
+    tensors, _ = load_checkpoint(ckpt)
+    if "model" not in tensors:
+        raise CheckpointError(f"{ckpt}: no model.safetensors to take a backbone from")
+    own = model.state_dict()
+    loaded = {
+        k: v
+        for k, v in tensors["model"].items()
+        if not k.startswith("head.") and k in own and own[k].shape == v.shape
+    }
+    backbone_keys = [k for k in own if not k.startswith("head.")]
+    if not loaded or len(loaded) < len(backbone_keys):
+        missing = [k for k in backbone_keys if k not in loaded]
+        raise CheckpointError(
+            f"{source}: its weights do not fit this model's backbone (first mismatch: "
+            f"{missing[0] if missing else 'none'}); use the same architecture and input size"
+        )
+    with torch.no_grad():
+        for k, v in loaded.items():
+            own[k].copy_(v)
+    return sorted(loaded)
 
 
 def evaluate(run_dir: str | Path, split: str = "test", which: str = "best") -> dict[str, float]:

@@ -8,8 +8,9 @@ import torch
 
 import deepworks as dw
 from deepworks.errors import CheckpointError, ConfigError
+from deepworks.run import load_backbone
 from deepworks.train.callbacks import Callback, GradualUnfreeze
-from deepworks.transfer import load_backbone, split_parameters
+from deepworks.transfer import split_parameters
 
 FAST = {"progress": False, "device": "cpu"}
 

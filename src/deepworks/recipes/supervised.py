@@ -141,7 +141,7 @@ class Supervised(Recipe):
 def apply_pretrained(source: str, model: Model, run_dir: Path, context: RunContext) -> Path:
     """Initialize ``model``'s backbone from ``source``: a run directory, or a YAML config that is
     first trained into ``<run_dir>/pretrained`` (so one command runs both stages)."""
-    from deepworks.transfer import load_backbone
+    from deepworks.run import load_backbone
 
     path = Path(source)
     if path.suffix in (".yaml", ".yml"):
