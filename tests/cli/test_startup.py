@@ -48,6 +48,12 @@ def test_help_version_and_list_import_nothing_heavy():
     assert "transformer_encoder" in models and "pgd" in attacks
 
 
+def test_command_modules_import_torch_only_when_their_command_runs():
+    code = "from deepworks import cli\nfor m, _ in cli.commands().values():\n"
+    code += "    __import__('deepworks.cli.' + m)"
+    assert heavy_after(code=code)["heavy"] == []
+
+
 def test_a_command_that_needs_torch_imports_it():
     got = heavy_after(["list", "models", "--verbose"])
     assert "torch" in got["heavy"]
