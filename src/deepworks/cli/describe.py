@@ -93,7 +93,6 @@ def describe(
     ),
 ) -> None:
     """Describe a registered component: what it is, and its options with types and defaults."""
-    import deepworks  # noqa: F401  (every component registers on import)
     from deepworks.errors import ConfigError, unknown_choice
     from deepworks.options import component, kinds_of
     from deepworks.registry import REGISTRIES
