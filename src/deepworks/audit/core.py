@@ -95,6 +95,7 @@ def audit_run(
     from deepworks.audit.card import render
     from deepworks.registry import ATTACKS
     from deepworks.robust.evaluate import parse_eps
+    from deepworks.run import graded_info
     from deepworks.utils import resolve_device
 
     if checkpoint not in ("best", "last"):
@@ -140,6 +141,7 @@ def audit_run(
         "task": task.name,
         "checkpoint": checkpoint,
         "checkpoint_dir": weights.parent.resolve().name,  # e.g. step-00000180
+        "graded": graded_info(run_dir.path, checkpoint),  # its step and epoch
         "task_type": run.data.task_type,
         "data": {"name": cfg.data.name, "input_shape": list(run.data.test.x.shape[1:]),
                  "test_samples": len(run.data.test), "classes": len(names) or None,

@@ -35,6 +35,7 @@ def attack(
 
     Writes results.json, results.csv and examples.png (image data) to RUN/attacks/METHOD/.
     """
+    from deepworks.cli.train import graded_line
     from deepworks.errors import ConfigError
     from deepworks.robust.evaluate import attack_run
 
@@ -63,6 +64,7 @@ def attack(
         write_report(run)
     out.print(_table(report))
     out.print(f"files:  {report['out']}", markup=False)
+    out.print(f"graded: {graded_line(run, checkpoint)}", markup=False)
 
 
 def _table(report: dict) -> Table:

@@ -38,6 +38,7 @@ def audit(
     Writes RUN/audit/audit.html (self-contained) and RUN/audit/audit.json.
     """
     from deepworks.audit import audit_run
+    from deepworks.cli.train import graded_line
 
     with PartsProgress(quiet, one_bar=True, prefix="audit ") as progress:
         result = audit_run(
@@ -45,6 +46,7 @@ def audit(
         )
     out.print(summary_table(result))
     out.print(f"card:   {result['html']}", markup=False)
+    out.print(f"graded: {graded_line(run, checkpoint)}", markup=False)
 
 
 def summary_table(result: dict) -> Table:

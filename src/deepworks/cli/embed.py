@@ -35,6 +35,7 @@ def embed(
     checkpoint: str = typer.Option("best", help="Checkpoint to load: best or last"),
 ) -> None:
     """Write the latent codes of a run's encoder for DATA to a CSV and a 2-D scatter PNG."""
+    from deepworks.cli.train import graded_line
     from deepworks.errors import ConfigError
     from deepworks.run import load_run
     from deepworks.rundir import RunDir
@@ -71,6 +72,7 @@ def embed(
         f"scatter to {output.with_suffix('.png')}",
         markup=False,
     )
+    out.print(f"graded: {graded_line(run, checkpoint)}", markup=False)
 
 
 def _split_inputs(cfg, split: str):

@@ -63,6 +63,7 @@ def explain(
     checkpoint: str = typer.Option("best", help="Checkpoint to load: best or last"),
 ) -> None:
     """Explain a trained model's predictions: heatmaps, feature tables, sanity check."""
+    from deepworks.cli.train import graded_line
     from deepworks.config import parse_overrides
     from deepworks.errors import ConfigError
     from deepworks.explain import runs
@@ -94,3 +95,4 @@ def explain(
     for line in written.lines:
         out.print(line, markup=False)
     out.print(f"wrote {', '.join(written.files)} to {written.dir}", markup=False)
+    out.print(f"graded: {graded_line(run, checkpoint)}", markup=False)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import typer
 
-from deepworks.cli import app, out
+from deepworks.cli import app, err, out
 
 
 @app.command()
@@ -21,6 +21,7 @@ def predict(
     checkpoint: str = typer.Option("best", help="Checkpoint to load: best or last"),
 ) -> None:
     """Predict classes (with probabilities) or values for new inputs."""
+    from deepworks.cli.train import graded_line
     from deepworks.data.inputs import read_inputs
     from deepworks.errors import ConfigError
     from deepworks.run import predict as predict_run
@@ -35,6 +36,7 @@ def predict(
         raise ConfigError("segmentation predictions are masks: pass -o masks.npz")
     x, ids = read_inputs(inputs, run_dir.data_info(), cfg.data.kwargs)
     preds, info = predict_run(run_dir, x, which=checkpoint)
+    err.print(f"graded: {graded_line(run_dir, checkpoint)}", markup=False)
     class_names = info.get("class_names")
     if output is not None and output.suffix == ".npz":
         buf = io.BytesIO()

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import typer
 
-from deepworks.cli import app, out
+from deepworks.cli import app, err, out
 
 
 @app.command()
@@ -24,6 +24,7 @@ def sample(
     checkpoint: str = typer.Option("best", help="Checkpoint to load: best or last"),
 ) -> None:
     """Continue a prompt with a trained language model (temperature, top-k, top-p)."""
+    from deepworks.cli.train import graded_line
     from deepworks.errors import ConfigError
     from deepworks.run import sample_run
 
@@ -37,6 +38,7 @@ def sample(
         raise ConfigError(f"--top-p {top_p}: must be in (0, 1]")
     if samples < 1:
         raise ConfigError(f"--samples {samples}: must be at least 1")
+    err.print(f"graded: {graded_line(run, checkpoint)}", markup=False)
     for i in range(samples):
         text = sample_run(run, prompt, tokens, temperature, top_k, top_p, seed + i, checkpoint)
         if samples > 1:

@@ -85,7 +85,7 @@ def attack_run(
     Returns:
         ``{"method", "split", "samples", "clip", "options", "results": [{"eps", ...}], "out"}``.
     """
-    from deepworks.run import build_data, load_run
+    from deepworks.run import build_data, graded_info, load_run
 
     factory = ATTACKS.get(method, where="--method")  # an unknown name: choices, close match
     eps_list = parse_eps(eps)
@@ -153,6 +153,7 @@ def attack_run(
         "clip": [lo, hi],
         "seed": seed,
         "options": kwargs,
+        "graded": graded_info(run_dir.path, which),  # the step and epoch of the weights
         "results": results,
     }
     folder = Path(out) if out is not None else run_dir.attacks_dir(method)
