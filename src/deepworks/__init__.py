@@ -14,6 +14,7 @@ from __future__ import annotations
 import importlib
 import sys
 import types
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:  # what the names below are, for readers and type checkers
@@ -59,10 +60,7 @@ def __getattr__(name: str) -> Any:
     """A name of the API, or a subpackage (``deepworks.models``), imported when first used."""
     if name in API:
         module, attribute = API[name]
-        value = getattr(importlib.import_module(module), attribute)
-        if name != "train":  # see _Package.train
-            globals()[name] = value
-        return value
+        return getattr(importlib.import_module(module), attribute)
     if not name.startswith("__"):
         try:
             return importlib.import_module(f"{__name__}.{name}")
@@ -77,20 +75,24 @@ def __dir__() -> list[str]:
 
 
 class _Package(types.ModuleType):
-    """``deepworks.train`` is the function ``train``, as it always was, though a subpackage of
-    that name exists: importing the subpackage binds it on this module, which is ignored here
-    (the subpackage stays importable as ``deepworks.train.*``)."""
+    """``deepworks.train`` and ``deepworks.evaluate`` are the API's functions, as they always
+    were, though subpackages of those names exist: importing such a subpackage binds it on this
+    module, which is ignored here (the subpackages stay importable as ``deepworks.train.*``)."""
 
-    @property
-    def train(self):
-        from deepworks.recipes import train
 
-        return train
+def _api_name(name: str) -> property:
+    def get(module: types.ModuleType) -> Any:
+        return __getattr__(name)
 
-    @train.setter
-    def train(self, subpackage: types.ModuleType) -> None:
+    def bind(module: types.ModuleType, subpackage: types.ModuleType) -> None:
         pass
 
+    return property(get, bind)
+
+
+for _name in API:  # the API names that are also subpackages
+    if (Path(__file__).parent / _name / "__init__.py").is_file():
+        setattr(_Package, _name, _api_name(_name))
 
 sys.modules[__name__].__class__ = _Package
 

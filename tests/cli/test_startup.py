@@ -78,7 +78,13 @@ def test_import_deepworks_is_lazy_and_keeps_its_api():
 def test_the_listing_read_from_the_source_is_the_registry(kind):
     """``deepworks list`` reads names and descriptions with ast; after importing everything,
     the registries must hold exactly those."""
-    assert catalog.entries(kind) == list(REGISTRIES[kind].items())
+    registry = REGISTRIES[kind]
+    ours = [  # not what a test registers (a toy recipe)
+        (name, text)
+        for name, text in registry.items()
+        if registry.get(name).__module__.startswith("deepworks.")
+    ]
+    assert catalog.entries(kind) == ours
 
 
 def test_help_lists_every_command_as_typer_registers_it():
