@@ -63,11 +63,13 @@ def test_import_deepworks_is_lazy_and_keeps_its_api():
     got = heavy_after(code="import deepworks")
     assert got["heavy"] == []
     import deepworks as dw
+    from deepworks.evaluate.metrics import higher_is_better  # noqa: F401  (so are these two)
     from deepworks.train.trainer import Trainer  # binds the subpackage on the package
 
     for name in dw.__all__:
         assert getattr(dw, name) is not None, name
     assert callable(dw.train) and dw.train.__module__ == "deepworks.recipes.launch"  # still
+    assert callable(dw.evaluate) and dw.evaluate.__module__ == "deepworks.run"
     assert dw.Trainer is Trainer
     assert dw.models.__name__ == "deepworks.models"
     with pytest.raises(AttributeError):
