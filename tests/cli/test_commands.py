@@ -133,7 +133,8 @@ def test_evaluate_json(cli, trained_run):
     metrics = json.loads((trained_run / "metrics.json").read_text())
     assert got["test/accuracy"] == pytest.approx(metrics["test/accuracy"], abs=1e-9)
     assert got["test/loss"] == pytest.approx(metrics["test/loss"], rel=1e-4)
-    assert all(k.startswith("test/") for k in got)
+    assert all(k.startswith(("test/", "graded/")) for k in got)
+    assert got["graded/step"] == metrics["graded/step"]  # the checkpoint train graded
 
 
 def test_evaluate_val_split(cli, trained_run):
