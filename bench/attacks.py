@@ -17,8 +17,8 @@ import tempfile
 
 import torch
 
-from deepworks.robust import robust_accuracy
 from deepworks.recipes import train
+from deepworks.robust import robust_accuracy
 from deepworks.run import build_data, load_run
 
 EPS = (0.05, 0.1, 0.2)

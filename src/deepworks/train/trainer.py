@@ -702,7 +702,6 @@ class Trainer:
             self._running = (loss.to(self.device), _to(stats, self.device), seen, counted)
         set_rng_state(state["rng"])
 
-
     def _resume_schedule(self, state: dict[str, Any]) -> None:
         """Restore the LR schedule, or, when the run is resumed with another length
         (``--set train.epochs=80``), fit it to the new length.
