@@ -36,6 +36,7 @@ bench: $(STAMP)
 	$(BIN)/python bench/time_to_accuracy.py
 	$(BIN)/python bench/attacks.py
 	$(BIN)/python bench/gpu.py
+	$(BIN)/python bench/startup.py
 
 # The documentation site (docs/, mkdocs.yml); its reference pages are generated from the code
 docs: $(STAMP)
