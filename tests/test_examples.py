@@ -23,6 +23,8 @@ from deepworks.train.specs import run_metrics
 ROOT = Path(__file__).resolve().parents[1]
 EXAMPLES = sorted((ROOT / "examples").glob("*.yaml"))
 TINY = ["--set", "train.epochs=1", "--set", "train.batch_size=256", "-q"]
+TINY_RL = ["--set", "train.steps=30", "--set", "train.log_every=10"]
+TINY_RL += ["--set", "train.eval_episodes=3", "-q"]
 PARALLEL = max(1, min(2, os.cpu_count() or 1))
 KNOWN_BUGS: dict[str, str] = {}  # example stem -> "file:line bug; fix", marked xfail
 
@@ -91,7 +93,8 @@ def example_runs(cli, tmp_path_factory) -> dict[str, tuple[object, Path]]:
                         extra += ["--set", f"model.pretrained={runs[0]}"]
             queue.pop(0)
             out = root / example.stem
-            args = ("train", example, "--out", out, *TINY, *extra)
+            tiny = TINY_RL if config_of(example).get("recipe") == "rl" else TINY
+            args = ("train", example, "--out", out, *tiny, *extra)
             running.append((example.stem, out, cli.submit(*args, cwd=ROOT)))
         if running:
             finish()

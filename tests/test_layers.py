@@ -48,6 +48,7 @@ LAYERS: dict[str, int] = {
     "explain": 6,
     "robust": 6,
     "audit": 6,
+    "rl": 6,
     # 7: kinds of runs
     "recipes": 7,
     # 8: the faces

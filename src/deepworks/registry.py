@@ -272,6 +272,7 @@ AUGMENTATIONS = Registry("an augmentation", "deepworks.data.augment")
 ATTACKS = Registry("an attack", "deepworks.attacks")
 EXPLAINERS = Registry("an attribution method", "deepworks.explain")
 RECIPES = Registry("a recipe", "deepworks.recipes")
+ALGORITHMS = Registry("an RL algorithm", "deepworks.rl")
 
 register_model = MODELS.register
 register_dataset = DATASETS.register
@@ -284,6 +285,7 @@ register_augmentation = AUGMENTATIONS.register
 register_attack = ATTACKS.register
 register_explainer = EXPLAINERS.register
 register_recipe = RECIPES.register
+register_algorithm = ALGORITHMS.register
 
 REGISTRIES: dict[str, Registry] = {
     "models": MODELS,
@@ -297,4 +299,5 @@ REGISTRIES: dict[str, Registry] = {
     "attacks": ATTACKS,
     "explainers": EXPLAINERS,
     "recipes": RECIPES,
+    "algorithms": ALGORITHMS,
 }

@@ -99,6 +99,7 @@ RECONSTRUCTIONS = "reconstructions.npz"
 VAE_PICTURES = "vae_pictures.npz"
 RBM_PICTURES = "rbm.npz"
 ROBUSTNESS = "robustness.json"
+RL_VALUES = "rl_values.npz"  # a tabular agent's values and greedy policy
 SAMPLES = "samples"
 # folders of later commands
 EXPLAIN = "explain"
@@ -112,8 +113,8 @@ PRETRAINED = "pretrained"
 FILES = (
     MANIFEST, CONFIG, DATA, MODEL_TEXT, HISTORY_CSV, HISTORY_JSON, METRICS, EVALUATION,
     PREDICTIONS, TASK_STATE, CHECKPOINTS, REPORT, FEATURE_MAPS, ATTENTION, RECONSTRUCTIONS,
-    VAE_PICTURES, RBM_PICTURES, ROBUSTNESS, SAMPLES, EXPLAIN, ATTACKS, AUDIT, PROFILE, PRETRAIN,
-    PRETRAINED,
+    VAE_PICTURES, RBM_PICTURES, ROBUSTNESS, RL_VALUES, SAMPLES, EXPLAIN, ATTACKS, AUDIT, PROFILE,
+    PRETRAIN, PRETRAINED,
 )  # fmt: skip
 
 FORMAT = 1
@@ -441,6 +442,28 @@ class RunDir:
         writer.writerows(rows)
         self.write_text(f"{stem}.csv", buf.getvalue(), command)
         self.write_text(f"{stem}.json", json.dumps(rows, indent=1), command)
+
+    def write_npz(self, name: str, arrays: dict[str, Any], command: str | None = None) -> Path:
+        """Write numpy arrays as a compressed ``.npz`` archive, atomically."""
+        import numpy as np
+
+        buf = io.BytesIO()
+        np.savez_compressed(buf, **arrays)
+        return self.write_bytes(name, buf.getvalue(), command)
+
+    def read_npz(self, name: str) -> dict[str, Any]:
+        """The arrays of the run's ``.npz`` file ``name``, or {} when missing or damaged (such
+        files feed pictures: a bad one costs its section, not the report)."""
+        import numpy as np
+
+        path = self.path / name
+        if not path.is_file():
+            return {}
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                return {key: npz[key] for key in npz.files}
+        except (OSError, ValueError, EOFError, zipfile.BadZipFile):
+            return {}
 
     def write_bytes(self, name: str, data: bytes, command: str | None = None) -> Path:
         from deepworks.utils import atomic_write_bytes  # utils imports torch; reading needs none

@@ -118,7 +118,8 @@ def train(
         from deepworks.registry import RECIPES
 
         specs = RECIPES.get(run.config.recipe).metrics
-        table = metrics_table(run.metrics, f"{run.config.name}: metrics", None, _PREFIXES, specs)
+        title = f"{run.config.name}: test metrics"
+        table = metrics_table(run.metrics, title, None, _PREFIXES, specs)
         out.print(table)
     out.print(f"run:    {run.dir}")
     report = RunDir(run.dir).report_path

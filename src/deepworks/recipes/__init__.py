@@ -6,7 +6,7 @@ with a ``Recipe`` subclass under ``@register_recipe("name")``, imported below;
 ``deepworks list recipes`` shows it.
 """
 
-from deepworks.recipes import supervised  # noqa: F401  (registers the recipes)
+from deepworks.recipes import rl, supervised  # noqa: F401  (registers the recipes)
 from deepworks.recipes.base import Recipe, RunContext, RunResult
 from deepworks.recipes.launch import train
 from deepworks.registry import register_recipe

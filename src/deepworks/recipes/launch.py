@@ -52,9 +52,7 @@ def train(
         raise ConfigError("no config given: pass a YAML run config, or --resume RUN")
     rundir = RunDir.open(resume) if resume is not None else None
     source = rundir.config_path if rundir is not None else config
-    raw, where, sources = read_config(source, overrides)
-    recipe = RECIPES.build(raw.get("recipe", "supervised"), where=f"{where}: recipe")
-    cfg = recipe.load_config(raw, where, sources)
+    recipe, cfg = load_config(source, overrides)
     context = RunContext(
         resume=rundir is not None,
         progress=progress,
@@ -86,6 +84,16 @@ def train(
         status="finished", stop_reason=result.stop_reason, error=None, files=_written(rundir)
     )
     return result
+
+
+def load_config(
+    source: str | Path | dict[str, Any] | Any,
+    overrides: list[str] | dict[str, Any] | None = None,
+) -> tuple[Recipe, Any]:
+    """(the recipe the config names, the config validated against that recipe's schema)."""
+    raw, where, sources = read_config(source, overrides)
+    recipe = RECIPES.build(raw.get("recipe", "supervised"), where=f"{where}: recipe")
+    return recipe, recipe.load_config(raw, where, sources)
 
 
 def _written(rundir: RunDir) -> dict[str, str]:

@@ -99,7 +99,7 @@ class _Loop:
     mark: Any  # profiler regions, or a no-op
     penalized: list[torch.Tensor]  # weights under the L1/L2 penalty
     batch_end: list[Callback]  # callbacks that override on_batch_end
-    signals: _SignalGuard | None = None
+    signals: SignalGuard | None = None
 
 
 @dataclass
@@ -222,7 +222,7 @@ class Trainer:
             self._restore(resume)
         for cb in self.callbacks:
             cb.on_train_start(self)
-        loop.signals = _SignalGuard()
+        loop.signals = SignalGuard()
         try:
             while self.epoch < self.config.epochs and not self.should_stop:
                 if not self._train_epoch(loop):
@@ -757,7 +757,7 @@ class TrainingInterrupted(DeepworksError):
     exit_code = 3
 
 
-class _SignalGuard:
+class SignalGuard:
     """Turn the first SIGINT / SIGTERM into a flag the loop checks after each step; a second
     SIGINT interrupts at once. Only in the main thread (signal handlers cannot be set elsewhere)."""
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -16,6 +18,34 @@ from rich.progress import (
 
 from deepworks.registry import register_callback
 from deepworks.train.callbacks.base import Callback
+
+
+def make_progress() -> Progress:
+    """The rich bar every long loop shows on stderr: description, bar, n/N, elapsed, ETA, info."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        TextColumn("eta"),
+        TimeRemainingColumn(),
+        TextColumn("{task.fields[info]}"),
+        console=Console(stderr=True),
+        transient=False,
+    )
+
+
+@contextlib.contextmanager
+def progress_bar(show: bool, description: str, total: int, completed: int = 0) -> Iterator:
+    """A bar over ``total`` units of an outer loop (episodes, trials, rounds) for ``with``; it
+    yields ``advance(n=1, info="")``, a no-op when ``show`` is false."""
+    if not show:
+        yield lambda n=1, info="": None
+        return
+    progress = make_progress()
+    task = progress.add_task(description, total=total, completed=completed, info="")
+    with progress:
+        yield lambda n=1, info="": progress.update(task, advance=n, info=info)
 
 
 @register_callback("progress")
@@ -38,17 +68,7 @@ class ProgressBar(Callback):
         self.epoch_text = ""
 
     def on_train_start(self, trainer) -> None:
-        self.progress = Progress(
-            TextColumn("[bold]{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            TextColumn("eta"),
-            TimeRemainingColumn(),
-            TextColumn("{task.fields[info]}"),
-            console=Console(stderr=True),
-            transient=False,
-        )
+        self.progress = make_progress()
         self.progress.start()
         self.task_id = self.progress.add_task(
             "train", total=trainer.total_steps, completed=trainer.global_step, info=""
