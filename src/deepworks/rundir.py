@@ -285,11 +285,19 @@ class RunDir:
 
     # --- reading ----------------------------------------------------------------------------
     def config(self) -> RunConfig:
-        """``config.yaml`` validated: one-line errors for a missing, malformed or invalid file."""
+        """``config.yaml`` of a supervised run, validated: one-line errors for a missing,
+        malformed or invalid file, or a run of another recipe (which this schema cannot read)."""
         from deepworks.config import RunConfig, read_yaml, validate
 
         run = RunDir.open(self)
-        return validate(RunConfig, read_yaml(run.config_path), str(run.config_path))
+        raw = read_yaml(run.config_path)
+        recipe = raw.get("recipe", "supervised")
+        if recipe != "supervised":
+            raise CheckpointError(
+                f"{run.path}: a run of the {recipe!r} recipe; this command reads supervised runs "
+                "(data, model, task), so it does not apply here"
+            )
+        return validate(RunConfig, raw, str(run.config_path))
 
     def config_dict(self) -> dict[str, Any] | None:
         """``config.yaml`` as a plain mapping, unvalidated (None when missing)."""

@@ -156,3 +156,16 @@ def test_every_algorithm_is_listed():
     assert {"value_iteration", "policy_iteration", "q_learning", "sarsa", "expected_sarsa"} <= set(
         ALGORITHMS.names()
     )
+
+
+@pytest.mark.parametrize(
+    "command", [["evaluate"], ["explain", "--method", "ig"], ["embed", "--split", "test"]]
+)
+def test_supervised_commands_refuse_an_rl_run_in_one_line(command, tmp_path, capsys):
+    cfg = rl_config("FrozenLake-v1", {"name": "value_iteration"}, eval_episodes=1)
+    run = train(cfg, out=tmp_path)
+    with pytest.raises(SystemExit) as exc:
+        main([command[0], str(run.dir), *command[1:]])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip()
+    assert "a run of the 'rl' recipe" in err and "\n" not in err
