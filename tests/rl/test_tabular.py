@@ -121,7 +121,7 @@ def test_an_interrupted_run_resumes_exactly(tmp_path, monkeypatch):
         return step(self, index, seed, rng)
 
     monkeypatch.setattr(TDControl, "step", interrupted)
-    with pytest.raises(TrainingInterrupted, match="stopped after episode 438"):
+    with pytest.raises(TrainingInterrupted, match="SIGINT received: stopped after episode 438"):
         train(cfg, out=tmp_path / "cut")
     monkeypatch.setattr(TDControl, "step", step)
     run = tmp_path / "cut" / "agent"

@@ -17,6 +17,7 @@ the end the greedy policy plays ``eval_episodes`` evaluation episodes on their o
 
 from __future__ import annotations
 
+import signal
 import time
 from pathlib import Path
 from typing import Any
@@ -135,8 +136,9 @@ class ReinforcementLearning(Recipe):
                     if signals.caught is not None:
                         path = save(done)
                         raise TrainingInterrupted(
-                            f"signal received: stopped after {algo.unit} {done}, checkpoint "
-                            f"written to {path}; continue with: deepworks train --resume {run_dir}"
+                            f"{signal.Signals(signals.caught).name} received: stopped after "
+                            f"{algo.unit} {done}, checkpoint written to {path}; continue with: "
+                            f"deepworks train --resume {run_dir}"
                         )
         finally:
             signals.restore()
