@@ -37,7 +37,7 @@ from deepworks.run import (
 )
 from deepworks.rundir import CONFIG, DATA, METRICS, MODEL_TEXT, TASK_STATE, RunDir
 from deepworks.train.checkpoint import CheckpointDir, checkpoint_info
-from deepworks.train.trainer import Trainer
+from deepworks.train.trainer import Trainer, check_run_length
 from deepworks.utils import seed_everything
 
 
@@ -66,13 +66,7 @@ class Supervised(Recipe):
             return
         info = checkpoint_info(self.checkpoint)
         done = info.get("epoch", 0) + (1 if info.get("epoch_done") else 0)
-        t = config.train
-        if t.epochs < done or (t.max_steps is not None and t.max_steps < (info["step"] or 0)):
-            raise ConfigError(
-                f"train.epochs={t.epochs}: the run already trained {done} epoch(s) "
-                f"({info['step']} steps); to train longer give more, e.g. "
-                f"--set train.epochs={2 * done}"
-            )
+        check_run_length(config.train, done, info["step"] or 0)  # before anything is written
 
     def run(self, config: RunConfig, run_dir: Path, context: RunContext) -> RunResult:
         cfg, rundir = config, RunDir(run_dir)

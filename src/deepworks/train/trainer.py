@@ -378,10 +378,11 @@ class Trainer:
                 scaled = loss / c.accumulate if c.accumulate > 1 else loss
                 loop.scaler.scale(scaled).backward()
         running, stats, seen, counted = self._running
+        running += loss.detach()  # in place, on the device: no host read
         s = self.task.batch_stats(outputs.detach(), y)
         if s is not None:
             stats = s if stats is None else stats + s
-        self._running = (running + loss.detach(), stats, seen + len(y), counted + 1)
+        self._running = (running, stats, seen + len(y), counted + 1)
         if self.batch_in_epoch % c.accumulate and self.batch_in_epoch < self.batches_per_epoch:
             return True
         if not loop.manual:  # manual tasks stepped their optimizers in training_step
@@ -716,13 +717,7 @@ class Trainer:
         saved = state.get("train_config") or {}
         old = (saved.get("epochs", c.epochs), saved.get("max_steps", c.max_steps))
         if old != (c.epochs, c.max_steps):
-            done = state["epoch"]
-            if c.epochs < done or (c.max_steps is not None and c.max_steps < self.global_step):
-                raise ConfigError(
-                    f"train.epochs={c.epochs}, train.max_steps={c.max_steps}: the run already "
-                    f"trained {done} epoch(s) ({self.global_step} steps); to train longer give "
-                    f"more than that, e.g. --set train.epochs={max(done, old[0]) * 2}"
-                )
+            check_run_length(c, state["epoch"], self.global_step)
             if self.stop is StopReason.MAX_STEPS:  # the old budget ended it; the new one goes on
                 self.should_stop, self.stop, self.stop_reason = False, StopReason.NONE, ""
         if self.scheduler is None or state["scheduler"] is None:
@@ -744,6 +739,17 @@ class Trainer:
             f"{self.total_steps} steps and continued at step {self.global_step} "
             f"(lr {self.optimizer.param_groups[0]['lr']:.3g})",
             stacklevel=2,
+        )
+
+
+def check_run_length(config: TrainConfig, epochs_done: int, steps_done: int) -> None:
+    """Refuse, in one line, to resume a run with fewer epochs (or steps) than it has trained."""
+    c = config
+    if c.epochs < epochs_done or (c.max_steps is not None and c.max_steps < steps_done):
+        raise ConfigError(
+            f"train.epochs={c.epochs}: the run already trained {epochs_done} epoch(s) "
+            f"({steps_done} steps); to train longer give more, e.g. "
+            f"--set train.epochs={2 * max(1, epochs_done)}"
         )
 
 
