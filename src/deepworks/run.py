@@ -13,7 +13,6 @@ its backbone from it (:func:`load_backbone`, ``model.pretrained``).
 
 from __future__ import annotations
 
-import io
 import json
 from pathlib import Path
 from typing import Any
@@ -37,7 +36,7 @@ from deepworks.train.checkpoint import (
     load_weights,
 )
 from deepworks.train.trainer import EvalResult, Trainer
-from deepworks.utils import atomic_write_bytes, atomic_write_text
+from deepworks.utils import atomic_write_text
 
 
 def build_data(config: RunConfig) -> DataBundle:
@@ -138,9 +137,7 @@ def write_evaluation(
     arrays = dict(result.predictions)
     if data.is_image:
         arrays["x"] = getattr(data, split).x.numpy()
-    buf = io.BytesIO()
-    np.savez_compressed(buf, **arrays)
-    atomic_write_bytes(run_dir / PREDICTIONS, buf.getvalue())
+    RunDir(run_dir).write_npz(PREDICTIONS, arrays)
 
 
 # --- reading runs back ---------------------------------------------------------------------

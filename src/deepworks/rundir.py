@@ -468,7 +468,10 @@ class RunDir:
         if not path.is_file():
             return {}
         try:
-            with np.load(path, allow_pickle=False) as npz:
+            loaded = np.load(path, allow_pickle=False)
+            if not hasattr(loaded, "files"):  # a bare .npy array, not an archive
+                return {}
+            with loaded as npz:
                 return {key: npz[key] for key in npz.files}
         except (OSError, ValueError, EOFError, zipfile.BadZipFile):
             return {}

@@ -8,8 +8,6 @@ names the file and the problem.
 
 from __future__ import annotations
 
-import zipfile
-from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -99,16 +97,7 @@ def read_npz(path: str | Path) -> dict[str, np.ndarray]:
     ``vae_pictures.npz``), or {} when it is missing or damaged: unlike the run's own files it
     only feeds pictures, so a bad one costs its sections, not the report."""
     path = Path(path)
-    if not path.is_file():
-        return {}
-    try:
-        loaded = np.load(path, allow_pickle=False)
-        if not isinstance(loaded, Mapping):  # a bare .npy array, not an archive
-            return {}
-        with loaded as npz:
-            return {key: npz[key] for key in npz.files}
-    except (OSError, ValueError, EOFError, zipfile.BadZipFile):
-        return {}
+    return RunDir(path.parent).read_npz(path.name)
 
 
 def _check_evaluation(path: Path, evaluation: dict[str, Any]) -> None:
